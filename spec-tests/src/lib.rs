@@ -1,0 +1,4 @@
+//! The conformance suite for the webxdc realtime channel.
+#![deny(missing_docs)]
+
+pub mod harness;

@@ -1,0 +1,222 @@
+//! The client's one IO task.
+//!
+//! It owns the XMPP stream and runs one `select!` over the stream's events
+//! and the handles' commands. After each input it pumps the engine: stanzas
+//! the engine queued go to the stream, room events go to whoever waits for
+//! them and to [`ClientEvent`] subscribers.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jid::{BareJid, FullJid};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_xmpp::stanzastream::{Event, StanzaStream, StreamEvent};
+use xmpp_parsers::presence::{Presence, Type as PresenceType};
+use xmpp_parsers::stanza::Stanza;
+
+use super::login::AttemptFailed;
+use super::{ClientEvent, Shared};
+use crate::engine::{EngineEvent, RoomState};
+use crate::error::GroupError;
+
+/// How long a clean close may take before the stream is simply dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub(crate) enum Command {
+    /// The engine has stanzas to transmit.
+    Flush,
+    /// Enter a room; answer when the room confirms or refuses.
+    EnterRoom {
+        room: BareJid,
+        reply: oneshot::Sender<Result<(), GroupError>>,
+    },
+    /// Leave every room, close the stream, end the task.
+    Shutdown { done: oneshot::Sender<()> },
+}
+
+pub(crate) struct Actor {
+    pub shared: Arc<Shared>,
+    pub stream: StanzaStream,
+    pub commands: mpsc::Receiver<Command>,
+    pub reports: mpsc::Receiver<AttemptFailed>,
+    pub events: broadcast::Sender<ClientEvent>,
+    pub own: FullJid,
+    pub online: bool,
+    pub room_waiters: HashMap<BareJid, Vec<oneshot::Sender<Result<(), GroupError>>>>,
+}
+
+impl Actor {
+    pub(crate) async fn run(mut self) {
+        let mut done = Vec::new();
+        loop {
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    // Every handle is gone: nobody can use the client any more.
+                    None => break,
+                    Some(Command::Shutdown { done: d }) => {
+                        done.push(d);
+                        break;
+                    }
+                    Some(Command::Flush) => {}
+                    Some(Command::EnterRoom { room, reply }) => self.enter_room(room, reply),
+                },
+                ev = self.stream.next() => match ev {
+                    // The stream ended on its own: only after a fatal error.
+                    None => {
+                        self.online = false;
+                        self.shared.engine().set_offline();
+                        let _ = self.events.send(ClientEvent::Closed);
+                        // Nothing more can be sent; answer the handles until
+                        // they are all dropped or ask for shutdown.
+                        self.drain_commands_after_failure(&mut done).await;
+                        break;
+                    }
+                    Some(Event::Stanza(stanza)) => {
+                        self.shared.engine().handle_stanza(stanza);
+                    }
+                    Some(Event::Stream(StreamEvent::Reset { bound_jid, .. })) => {
+                        self.start_session(bound_jid).await;
+                    }
+                    Some(Event::Stream(StreamEvent::Suspended)) => {
+                        self.online = false;
+                        self.shared.engine().set_offline();
+                        let _ = self.events.send(ClientEvent::Disconnected);
+                    }
+                    Some(Event::Stream(StreamEvent::Resumed)) => {
+                        self.online = true;
+                        self.shared.engine().set_online(self.own.clone(), true);
+                        let _ = self.events.send(ClientEvent::Reconnected { resumed: true });
+                    }
+                },
+                Some(report) = self.reports.recv() => {
+                    let _ = self.events.send(ClientEvent::ReconnectFailed {
+                        attempt: report.attempt,
+                        error: report.error,
+                    });
+                }
+            }
+            self.pump().await;
+        }
+        self.shutdown().await;
+        for d in done {
+            let _ = d.send(());
+        }
+    }
+
+    pub(crate) async fn start_session(&mut self, bound_jid: jid::Jid) {
+        let first = !self.shared.engine().was_ever_online();
+        if let Ok(full) = bound_jid.try_into_full() {
+            self.own = full;
+        }
+        self.online = true;
+        // Initial presence first: without it the server does not route
+        // 1:1 messages sent to our bare JID to this session.
+        self.transmit(Stanza::Presence(Presence::new(PresenceType::None)))
+            .await;
+        self.shared.engine().set_online(self.own.clone(), false);
+        if !first {
+            let _ = self
+                .events
+                .send(ClientEvent::Reconnected { resumed: false });
+        }
+    }
+
+    fn enter_room(&mut self, room: BareJid, reply: oneshot::Sender<Result<(), GroupError>>) {
+        let mut engine = self.shared.engine();
+        engine.join_room(room.clone(), &self.shared.nick);
+        if engine.room_state(&room) == Some(RoomState::Joined) {
+            let _ = reply.send(Ok(()));
+        } else {
+            self.room_waiters.entry(room).or_default().push(reply);
+        }
+    }
+
+    /// Sends what the engine queued and dispatches its events.
+    async fn pump(&mut self) {
+        loop {
+            let next = self.shared.engine().poll_transmit_stanza();
+            let Some(stanza) = next else { break };
+            self.transmit(stanza).await;
+        }
+        loop {
+            let next = self.shared.engine().poll_event();
+            let Some(ev) = next else { break };
+            self.dispatch(ev);
+        }
+    }
+
+    async fn transmit(&mut self, stanza: Stanza) {
+        // Returns once queued in the stream; the stream's own bounded queue
+        // gives backpressure, and it keeps writing while we wait.
+        let _token = self.stream.send(Box::new(stanza)).await;
+    }
+
+    fn dispatch(&mut self, ev: EngineEvent) {
+        match &ev {
+            EngineEvent::RoomJoined { room, .. } => {
+                for w in self.room_waiters.remove(room).unwrap_or_default() {
+                    let _ = w.send(Ok(()));
+                }
+            }
+            EngineEvent::RoomJoinFailed { room, condition } => {
+                for w in self.room_waiters.remove(room).unwrap_or_default() {
+                    let _ = w.send(Err(GroupError::Refused {
+                        room: room.clone(),
+                        condition: condition.clone(),
+                    }));
+                }
+            }
+            _ => {}
+        }
+        let _ = self.events.send(ClientEvent::Room(ev));
+    }
+
+    async fn drain_commands_after_failure(&mut self, done: &mut Vec<oneshot::Sender<()>>) {
+        while let Some(cmd) = self.commands.recv().await {
+            match cmd {
+                Command::Shutdown { done: d } => {
+                    done.push(d);
+                    return;
+                }
+                Command::EnterRoom { reply, .. } => {
+                    let _ = reply.send(Err(GroupError::Closed));
+                }
+                Command::Flush => {
+                    // Sends already failed in the engine (offline).
+                    while self.shared.engine().poll_transmit_stanza().is_some() {}
+                }
+            }
+        }
+    }
+
+    async fn shutdown(mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        {
+            let mut engine = self.shared.engine();
+            engine.close_all();
+        }
+        if self.online {
+            // Leave the rooms politely, then close the stream.
+            self.pump().await;
+            let _ = self
+                .stream
+                .send(Box::new(Stanza::Presence(Presence::new(
+                    PresenceType::Unavailable,
+                ))))
+                .await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.stream.close()).await;
+        }
+        // When offline the stream's worker waits for a reconnection that the
+        // reconnector now abandons (see login.rs); dropping the stream here
+        // ends our side without waiting for it.
+        for (_, waiters) in self.room_waiters.drain() {
+            for w in waiters {
+                let _ = w.send(Err(GroupError::Closed));
+            }
+        }
+        let _ = self.events.send(ClientEvent::Closed);
+    }
+}

@@ -1,0 +1,567 @@
+//! The IO side: an XMPP connection of our own, driven by one tokio task.
+//!
+//! [`Client::connect`] logs in (STARTTLS by default), spawns the task that
+//! owns the stream and the [engine](crate::engine), and returns a cheap,
+//! cloneable handle. [`Client::group`] enters a room (no history) and
+//! [`Client::direct`] names a 1:1 chat; both give a chat handle whose
+//! [`join_realtime_channel`](GroupChat::join_realtime_channel) returns a
+//! [`Channel`].
+//!
+//! Connection trouble is reported, never hidden: every channel receives
+//! [`Delivery::Connection`](crate::Delivery::Connection) items, and
+//! [`Client::events`] streams [`ClientEvent`]s (including each failed
+//! reconnection attempt). After a reconnection that could not resume the
+//! old session the rooms are joined again by themselves.
+
+mod actor;
+mod login;
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use jid::{BareJid, FullJid, Jid};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_xmpp::connect::{
+    DnsConfig, ServerConnector, StartTlsServerConnector, TcpServerConnector,
+};
+use tokio_xmpp::stanzastream::{Event, StanzaStream, StreamEvent};
+use tokio_xmpp::xmlstream::Timeouts;
+
+use crate::engine::{ChannelId, Chat, Engine, EngineConfig, EngineEvent};
+use crate::error::{ConnectError, GroupError, JoinError, SendError};
+use crate::inbox::{Delivery, Inbox, QueueLimits, TryRecvError};
+use crate::wire::MAX_PAYLOAD;
+use actor::{Actor, Command};
+use login::{login, LoginError, Reconnector};
+
+/// Depth of the command queue between handles and the task, and of the
+/// stream's own queues: enough to keep the socket busy, small enough that a
+/// slow server pushes back on senders instead of filling memory.
+const QUEUE_DEPTH: usize = 64;
+
+/// How the client reaches the server.
+#[derive(Debug, Clone)]
+enum Transport {
+    /// STARTTLS, certificate checked against the system roots (or the file
+    /// named by `SSL_CERT_FILE`). `None`: find the server by DNS SRV.
+    StartTls(Option<(String, u16)>),
+    /// No encryption at all; loopback addresses only.
+    PlaintextLoopback(SocketAddr),
+}
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    jid: BareJid,
+    password: String,
+    transport: Transport,
+    connect_timeout: Duration,
+    join_timeout: Duration,
+    resource: Option<String>,
+    nick: Option<String>,
+    engine: EngineConfig,
+}
+
+impl Config {
+    /// Log in as `jid` with `password` over STARTTLS, finding the server by
+    /// DNS SRV records for the JID's domain (falling back to port 5222).
+    /// Certificates are checked against the system roots; a test CA works
+    /// through the `SSL_CERT_FILE` environment variable.
+    pub fn new(jid: BareJid, password: impl Into<String>) -> Self {
+        Config {
+            jid,
+            password: password.into(),
+            transport: Transport::StartTls(None),
+            connect_timeout: Duration::from_secs(15),
+            join_timeout: Duration::from_secs(15),
+            resource: None,
+            nick: None,
+            engine: EngineConfig::default(),
+        }
+    }
+
+    /// Connect to `host:port` instead of looking up SRV records (still
+    /// STARTTLS; the certificate must be valid for the JID's domain).
+    pub fn with_server(mut self, host: impl Into<String>, port: u16) -> Self {
+        self.transport = Transport::StartTls(Some((host.into(), port)));
+        self
+    }
+
+    /// **Unencrypted** connection to a server on a loopback address, for
+    /// tests and demos against a throwaway local server only. Connecting
+    /// fails with [`ConnectError::Config`] if `addr` is not a loopback
+    /// address, so this can never leak a password over a network.
+    pub fn danger_plaintext_loopback_only(mut self, addr: SocketAddr) -> Self {
+        self.transport = Transport::PlaintextLoopback(addr);
+        self
+    }
+
+    /// How long [`Client::connect`] may take before it gives up (default
+    /// 15 s). Also bounds each later reconnection attempt.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long [`Client::group`] waits for the room (default 15 s).
+    pub fn with_join_timeout(mut self, timeout: Duration) -> Self {
+        self.join_timeout = timeout;
+        self
+    }
+
+    /// Ask the server for this resource (default: the server picks one).
+    pub fn with_resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+
+    /// The nick to use in rooms. It must be unique to this device: by
+    /// default it is the account's local part plus a random suffix.
+    pub fn with_nick(mut self, nick: impl Into<String>) -> Self {
+        self.nick = Some(nick.into());
+        self
+    }
+
+    /// Limits of each channel's receive queue.
+    pub fn with_queue_limits(mut self, limits: QueueLimits) -> Self {
+        self.engine.queue = limits;
+        self
+    }
+}
+
+/// What happens to the connection and the rooms, for
+/// [`Client::events`] subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// The connection was lost; reconnecting.
+    Disconnected,
+    /// A reconnection attempt failed; another follows after a back-off.
+    ReconnectFailed {
+        /// Attempts so far in this outage.
+        attempt: u32,
+        /// Why it failed.
+        error: String,
+    },
+    /// Back online (`resumed`: the old session was resumed; otherwise the
+    /// rooms are being joined again).
+    Reconnected {
+        /// Whether the previous session was resumed.
+        resumed: bool,
+    },
+    /// A room event from the engine (joined, left, refused, bounce).
+    Room(EngineEvent),
+    /// The client stopped: shut down, or the stream failed fatally.
+    Closed,
+}
+
+/// State shared by the task and the handles.
+pub(crate) struct Shared {
+    engine: Mutex<Engine>,
+    nick: String,
+    closed: Arc<AtomicBool>,
+}
+
+impl Shared {
+    /// The engine is only ever locked for short, non-blocking calls.
+    fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<ClientEvent>,
+    own: FullJid,
+    join_timeout: Duration,
+}
+
+/// A connected XMPP account. Cheap to clone; the connection lives until
+/// [`shutdown`](Client::shutdown) or until every clone and every channel is
+/// dropped.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("jid", &self.inner.own)
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects and logs in. Fails with a typed error within the configured
+    /// connect timeout: [`ConnectError::Auth`] at once for refused
+    /// credentials, [`ConnectError::Unreachable`] when the server cannot be
+    /// reached (connection errors are retried until the timeout).
+    pub async fn connect(config: Config) -> Result<Client, ConnectError> {
+        if config.jid.node().is_none() {
+            return Err(ConnectError::Config(
+                "the JID needs a local part (user@domain)".into(),
+            ));
+        }
+        match config.transport.clone() {
+            Transport::StartTls(None) => {
+                let dns = DnsConfig::srv_default_client(config.jid.domain().as_str());
+                Self::connect_with(StartTlsServerConnector::from(dns), config).await
+            }
+            Transport::StartTls(Some((host, port))) => {
+                let dns = DnsConfig::no_srv(&host, port);
+                Self::connect_with(StartTlsServerConnector::from(dns), config).await
+            }
+            Transport::PlaintextLoopback(addr) => {
+                if !addr.ip().is_loopback() {
+                    return Err(ConnectError::Config(format!(
+                        "plaintext connections are allowed to loopback addresses only, not {addr}"
+                    )));
+                }
+                tracing::warn!(%addr, "unencrypted XMPP connection (loopback test mode)");
+                let dns = DnsConfig::addr(&addr.to_string());
+                Self::connect_with(TcpServerConnector::from(dns), config).await
+            }
+        }
+    }
+
+    async fn connect_with<C: ServerConnector + Sync>(
+        connector: C,
+        config: Config,
+    ) -> Result<Client, ConnectError> {
+        let deadline = tokio::time::Instant::now() + config.connect_timeout;
+        let identity: Jid = match &config.resource {
+            Some(r) => config
+                .jid
+                .with_resource_str(r)
+                .map(Jid::from)
+                .map_err(|e| ConnectError::Config(format!("invalid resource: {e}")))?,
+            None => Jid::from(config.jid.clone()),
+        };
+        let timeouts = Timeouts::tight();
+        // The first login: connection errors are retried until the
+        // deadline, refused credentials end it at once.
+        let mut delay = Duration::from_millis(50);
+        let first = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match login(&connector, &identity, &config.password, timeouts, left).await {
+                Ok(conn) => break conn,
+                Err(LoginError::Auth(e)) => return Err(ConnectError::Auth(e)),
+                Err(LoginError::Transport(e)) => {
+                    if tokio::time::Instant::now() + delay >= deadline {
+                        return Err(ConnectError::Unreachable {
+                            timeout: config.connect_timeout,
+                            last_error: e,
+                        });
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+            }
+        };
+
+        let closed = Arc::new(AtomicBool::new(false));
+        let (report_tx, report_rx) = mpsc::channel(16);
+        let reconnector = Reconnector {
+            connector,
+            identity,
+            password: config.password.clone(),
+            timeouts,
+            attempt_timeout: config.connect_timeout,
+            first: Arc::new(Mutex::new(Some(first))),
+            reports: report_tx,
+            shutdown: closed.clone(),
+        };
+        let mut stream = StanzaStream::new(reconnector.into_callback(), QUEUE_DEPTH);
+
+        // Resource binding happens inside the stream; wait for it.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let bound = tokio::time::timeout(left, async {
+            loop {
+                match stream.next().await {
+                    Some(Event::Stream(StreamEvent::Reset { bound_jid, .. })) => {
+                        return Ok(bound_jid)
+                    }
+                    Some(_) => continue,
+                    None => return Err("the stream closed during resource binding".to_owned()),
+                }
+            }
+        })
+        .await;
+        let bound_jid = match bound {
+            Ok(Ok(j)) => j,
+            Ok(Err(e)) => {
+                return Err(ConnectError::Unreachable {
+                    timeout: config.connect_timeout,
+                    last_error: e,
+                })
+            }
+            Err(_) => {
+                closed.store(true, Ordering::Release);
+                return Err(ConnectError::Unreachable {
+                    timeout: config.connect_timeout,
+                    last_error: "no resource binding before the timeout".into(),
+                });
+            }
+        };
+        let own = bound_jid
+            .try_into_full()
+            .map_err(|j| ConnectError::Unreachable {
+                timeout: config.connect_timeout,
+                last_error: format!("server bound a JID without resource: {j}"),
+            })?;
+
+        let nick = config.nick.clone().unwrap_or_else(|| {
+            let local = config.jid.node().map(|n| n.as_str()).unwrap_or("peer");
+            let suffix = uuid::Uuid::new_v4().simple().to_string();
+            format!("{local}-{}", &suffix[..8])
+        });
+        let shared = Arc::new(Shared {
+            engine: Mutex::new(Engine::new(config.engine.clone())),
+            nick,
+            closed,
+        });
+        let (cmd_tx, cmd_rx) = mpsc::channel(QUEUE_DEPTH);
+        let (events, _) = broadcast::channel(256);
+        let mut actor = Actor {
+            shared: shared.clone(),
+            stream,
+            commands: cmd_rx,
+            reports: report_rx,
+            events: events.clone(),
+            own: own.clone(),
+            online: false,
+            room_waiters: Default::default(),
+        };
+        // The session is already bound: set it up before handing out handles.
+        actor.start_session(Jid::from(own.clone())).await;
+        tokio::spawn(actor.run());
+        Ok(Client {
+            inner: Arc::new(Inner {
+                shared,
+                commands: cmd_tx,
+                events,
+                own,
+                join_timeout: config.join_timeout,
+            }),
+        })
+    }
+
+    /// The full JID the server bound this session to (the resource may
+    /// change after a reconnection that could not resume the session).
+    pub fn jid(&self) -> FullJid {
+        self.inner
+            .shared
+            .engine()
+            .own_jid()
+            .cloned()
+            .unwrap_or_else(|| self.inner.own.clone())
+    }
+
+    /// The nick this client uses in rooms.
+    pub fn nick(&self) -> &str {
+        &self.inner.shared.nick
+    }
+
+    /// Subscribes to connection and room events.
+    pub fn events(&self) -> broadcast::Receiver<ClientEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Enters the multi-user chat `room` (asking for no history) and waits
+    /// until the room confirms. Entering a room already entered returns at
+    /// once. The room is entered again by itself after a reconnection.
+    pub async fn group(&self, room: BareJid) -> Result<GroupChat, GroupError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::EnterRoom {
+                room: room.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| GroupError::Closed)?;
+        match tokio::time::timeout(self.inner.join_timeout, answer).await {
+            Ok(Ok(Ok(()))) => Ok(GroupChat {
+                client: self.clone(),
+                room,
+            }),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err(GroupError::Closed),
+            Err(_) => Err(GroupError::Timeout {
+                room,
+                timeout: self.inner.join_timeout,
+            }),
+        }
+    }
+
+    /// A 1:1 chat with `contact` (by bare JID). Nothing is sent until a
+    /// channel sends.
+    pub fn direct(&self, contact: BareJid) -> DirectChat {
+        DirectChat {
+            client: self.clone(),
+            contact,
+        }
+    }
+
+    /// Leaves every room, closes the connection cleanly and ends every
+    /// channel. Other handles see [`SendError::Closed`] afterwards.
+    pub async fn shutdown(&self) {
+        let (done, finished) = oneshot::channel();
+        if self
+            .inner
+            .commands
+            .send(Command::Shutdown { done })
+            .await
+            .is_ok()
+        {
+            let _ = finished.await;
+        }
+    }
+
+    fn join(&self, chat: Chat, thread: &str) -> Result<Channel, JoinError> {
+        if self.inner.shared.closed.load(Ordering::Acquire) {
+            return Err(JoinError::Closed);
+        }
+        let (id, inbox) = self.inner.shared.engine().join(chat, thread)?;
+        Ok(Channel {
+            id,
+            inbox,
+            client: self.clone(),
+            left: false,
+        })
+    }
+}
+
+/// A multi-user chat room the client is in.
+#[derive(Debug, Clone)]
+pub struct GroupChat {
+    client: Client,
+    room: BareJid,
+}
+
+impl GroupChat {
+    /// The room's JID.
+    pub fn room(&self) -> &BareJid {
+        &self.room
+    }
+
+    /// Joins the realtime channel of the app instance `thread` (the
+    /// `<thread/>` of the webxdc message) in this room. Fails with
+    /// [`JoinError::AlreadyJoined`] while another channel of this client for
+    /// the same instance is not left.
+    pub fn join_realtime_channel(&self, thread: &str) -> Result<Channel, JoinError> {
+        self.client.join(Chat::Group(self.room.clone()), thread)
+    }
+}
+
+/// A 1:1 chat with a contact.
+#[derive(Debug, Clone)]
+pub struct DirectChat {
+    client: Client,
+    contact: BareJid,
+}
+
+impl DirectChat {
+    /// The contact's bare JID.
+    pub fn contact(&self) -> &BareJid {
+        &self.contact
+    }
+
+    /// Joins the realtime channel of the app instance `thread` with this
+    /// contact. See [`GroupChat::join_realtime_channel`].
+    pub fn join_realtime_channel(&self, thread: &str) -> Result<Channel, JoinError> {
+        self.client.join(Chat::Direct(self.contact.clone()), thread)
+    }
+}
+
+/// One joined realtime channel: send with [`send`](Channel::send), receive
+/// as a [`Stream`] of [`Delivery`] items (or [`recv`](Channel::recv) /
+/// [`try_recv`](Channel::try_recv)), end with [`leave`](Channel::leave).
+/// Dropping the channel leaves it.
+#[derive(Debug)]
+pub struct Channel {
+    id: ChannelId,
+    inbox: Inbox,
+    client: Client,
+    left: bool,
+}
+
+impl Channel {
+    /// Sends `data` (at most 128000 bytes) to every other peer of the
+    /// channel. Errors are checked before anything is sent: oversize, left,
+    /// disconnected, room not joined. Waits only when the connection's
+    /// send queue is full.
+    pub async fn send(&self, data: &[u8]) -> Result<(), SendError> {
+        if data.len() > MAX_PAYLOAD {
+            return Err(SendError::TooLarge { size: data.len() });
+        }
+        if self.left {
+            return Err(SendError::Left);
+        }
+        // Reserve room in the command queue first, so that the engine's
+        // transmit queue never holds more than the task will be told about.
+        let permit = self
+            .client
+            .inner
+            .commands
+            .reserve()
+            .await
+            .map_err(|_| SendError::Closed)?;
+        if self.client.inner.shared.closed.load(Ordering::Acquire) {
+            return Err(SendError::Closed);
+        }
+        self.client.inner.shared.engine().send(self.id, data)?;
+        permit.send(Command::Flush);
+        Ok(())
+    }
+
+    /// Waits for the next delivery; `None` once the channel is left or the
+    /// client is shut down.
+    pub async fn recv(&self) -> Option<Delivery> {
+        self.inbox.recv().await
+    }
+
+    /// Takes the next delivery without waiting.
+    pub fn try_recv(&self) -> Result<Delivery, TryRecvError> {
+        self.inbox.try_recv()
+    }
+
+    /// Leaves the channel: delivery stops at once, later sends fail with
+    /// [`SendError::Left`]. Idempotent.
+    pub fn leave(&mut self) {
+        if !self.left {
+            self.left = true;
+            self.client.inner.shared.engine().leave(self.id);
+        }
+    }
+
+    /// Whether [`leave`](Channel::leave) was called.
+    pub fn is_left(&self) -> bool {
+        self.left
+    }
+
+    /// The client this channel belongs to.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Stream for Channel {
+    type Item = Delivery;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        self.inbox.poll_recv(cx)
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}

@@ -1,0 +1,719 @@
+//! The sans-IO engine: the realtime contract as a state machine.
+//!
+//! The engine does no IO, owns no clock and needs no async runtime. It is
+//! driven by two kinds of input:
+//!
+//! * local commands: [`join`](Engine::join), [`send`](Engine::send),
+//!   [`leave`](Engine::leave), rooms to enter ([`join_room`](Engine::join_room)
+//!   or, for a messenger that is already in the room,
+//!   [`adopt_room`](Engine::adopt_room)) and connection changes
+//!   ([`set_online`](Engine::set_online), [`set_offline`](Engine::set_offline));
+//! * incoming stanzas: [`handle_element`](Engine::handle_element) (a
+//!   `minidom::Element`), [`handle_xml`](Engine::handle_xml) (XML text) or
+//!   [`handle_stanza`](Engine::handle_stanza).
+//!
+//! Its outputs are stanzas to transmit ([`poll_transmit`](Engine::poll_transmit)),
+//! deliveries into each channel's bounded [`Inbox`], and [`EngineEvent`]s
+//! about rooms ([`poll_event`](Engine::poll_event)).
+//!
+//! This is the part a messenger with its own XMPP connection embeds: feed it
+//! every stanza the connection receives, send what `poll_transmit` returns.
+//!
+//! ```
+//! use webxdc_realtime_xmpp::engine::{Chat, Engine, EngineConfig, Handled};
+//! use webxdc_realtime_xmpp::Delivery;
+//!
+//! let mut engine = Engine::new(EngineConfig::default());
+//! engine.set_online("alice@example.org/phone".parse().unwrap(), false);
+//! let room: jid::BareJid = "team@conference.example.org".parse().unwrap();
+//! // The messenger is already in the room under the nick "alice-phone".
+//! engine.adopt_room(room.clone(), "alice-phone");
+//! let (ch, inbox) = engine.join(Chat::Group(room), "instance-thread").unwrap();
+//!
+//! engine.send(ch, b"hello").unwrap();
+//! let out = engine.poll_transmit().unwrap(); // hand this to your XMPP stream
+//! assert_eq!(out.attr("type"), Some("groupchat"));
+//!
+//! let incoming = "<message xmlns='jabber:client' type='groupchat'
+//!     from='team@conference.example.org/bob' to='alice@example.org/phone'>
+//!   <thread>instance-thread</thread><no-store xmlns='urn:xmpp:hints'/>
+//!   <x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data></x></message>";
+//! assert_eq!(engine.handle_xml(incoming), Handled::Delivered(ch));
+//! match inbox.try_recv().unwrap() {
+//!     Delivery::Payload(p) => assert_eq!(p.data, b"hi"),
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! ```
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use jid::{BareJid, FullJid, Jid};
+use minidom::Element;
+use xmpp_parsers::muc::muc::{History, Muc};
+use xmpp_parsers::presence::{Presence, Type as PresenceType};
+use xmpp_parsers::stanza::Stanza;
+
+use crate::error::{JoinError, SendError};
+use crate::inbox::{inbox, ConnectionEvent, Delivery, Inbox, InboxWriter, Payload, QueueLimits};
+use crate::wire::{self, ChatKind, WireError, MAX_PAYLOAD};
+
+const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+/// A conversation that realtime channels live in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Chat {
+    /// A multi-user chat room (XEP-0045), by its bare JID.
+    Group(BareJid),
+    /// A 1:1 chat with a contact, by the contact's bare JID.
+    Direct(BareJid),
+}
+
+impl Chat {
+    fn jid(&self) -> &BareJid {
+        match self {
+            Chat::Group(j) | Chat::Direct(j) => j,
+        }
+    }
+    fn kind(&self) -> ChatKind {
+        match self {
+            Chat::Group(_) => ChatKind::Group,
+            Chat::Direct(_) => ChatKind::Direct,
+        }
+    }
+}
+
+/// Identifies one joined channel inside one engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelId(u64);
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Limits of each channel's receive queue.
+    pub queue: QueueLimits,
+    /// How many of our own recent stanza ids are remembered to recognise
+    /// the room's reflection of our frames (besides our occupant nick).
+    pub echo_memory: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            queue: QueueLimits::default(),
+            echo_memory: 4096,
+        }
+    }
+}
+
+/// Where a room stands for this engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomState {
+    /// Join presence sent (or to be sent when online), no answer yet.
+    Joining,
+    /// The room confirmed our presence (status 110): frames flow.
+    Joined,
+    /// The room refused us or removed us.
+    NotJoined,
+}
+
+/// Something the embedding code may want to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineEvent {
+    /// The room confirmed our join.
+    RoomJoined {
+        /// The room.
+        room: BareJid,
+        /// The nick the room gave us (it may differ from the one asked for).
+        nick: String,
+    },
+    /// The room refused our join.
+    RoomJoinFailed {
+        /// The room.
+        room: BareJid,
+        /// The XMPP error condition.
+        condition: String,
+    },
+    /// The room removed us (kick, shutdown, or our own leave confirmed).
+    RoomLeft {
+        /// The room.
+        room: BareJid,
+    },
+    /// One of our frames (or a message to this chat) bounced with an error.
+    SendBounced {
+        /// The chat the bounce came from.
+        chat: Chat,
+        /// The XMPP error condition.
+        condition: String,
+    },
+}
+
+/// What [`Engine::handle_element`] did with a stanza.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Handled {
+    /// A payload was queued for this channel.
+    Delivered(ChannelId),
+    /// The room's reflection of our own frame: dropped.
+    Echo,
+    /// A valid frame for a chat and instance nobody here joined: dropped.
+    NoChannel,
+    /// Not a realtime frame (presence, chat message, …): the engine updated
+    /// its room state if it concerned a room, and otherwise ignored it.
+    NotRealtime,
+    /// A frame that must not be delivered.
+    Rejected(Rejection),
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The stanza claimed to be a frame but is malformed.
+    Malformed(WireError),
+    /// The XML text could not be parsed.
+    UnparsableXml(String),
+    /// The sender is not the chat the frame claims to belong to (another
+    /// room, a non-occupant, a private message from a room occupant, a
+    /// group frame from a contact).
+    NotFromChat,
+    /// The frame came from a room we are not (yet) joined to.
+    RoomNotJoined,
+    /// The stanza is addressed to someone else.
+    WrongAddressee,
+}
+
+struct Room {
+    nick: String,
+    state: RoomState,
+}
+
+struct Entry {
+    chat: Chat,
+    thread: String,
+    inbox: InboxWriter,
+}
+
+/// The realtime contract's state machine. See the [module docs](self).
+pub struct Engine {
+    config: EngineConfig,
+    own: Option<FullJid>,
+    online: bool,
+    was_online: bool,
+    rooms: HashMap<BareJid, Room>,
+    channels: HashMap<ChannelId, Entry>,
+    keys: HashMap<(Chat, String), ChannelId>,
+    recent_ids: VecDeque<String>,
+    recent_set: HashSet<String>,
+    transmit: VecDeque<Stanza>,
+    events: VecDeque<EngineEvent>,
+    next_id: u64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("own", &self.own)
+            .field("online", &self.online)
+            .field("rooms", &self.rooms.len())
+            .field("channels", &self.channels.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// A new engine, offline, with no rooms and no channels.
+    pub fn new(config: EngineConfig) -> Self {
+        Engine {
+            config,
+            own: None,
+            online: false,
+            was_online: false,
+            rooms: HashMap::new(),
+            channels: HashMap::new(),
+            keys: HashMap::new(),
+            recent_ids: VecDeque::new(),
+            recent_set: HashSet::new(),
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+            next_id: 0,
+        }
+    }
+
+    // ----- connection -----
+
+    /// The stream is up and bound to `own`. When `resumed` is false this is
+    /// a new session: the server forgot our room presences, so every room
+    /// is joined again. Channels are told about a reconnection (not about
+    /// the first connection).
+    pub fn set_online(&mut self, own: FullJid, resumed: bool) {
+        self.own = Some(own);
+        self.online = true;
+        if !resumed {
+            let rooms: Vec<BareJid> = self.rooms.keys().cloned().collect();
+            for room in rooms {
+                self.send_join_presence(&room);
+            }
+        }
+        if self.was_online {
+            self.broadcast(Delivery::Connection(ConnectionEvent::Reconnected {
+                resumed,
+            }));
+        }
+        self.was_online = true;
+    }
+
+    /// The stream is down. Sends fail with [`SendError::Disconnected`] until
+    /// [`set_online`](Self::set_online); every channel is told.
+    pub fn set_offline(&mut self) {
+        if self.online {
+            self.online = false;
+            self.broadcast(Delivery::Connection(ConnectionEvent::Disconnected));
+        }
+    }
+
+    /// Whether the engine has been online at least once.
+    pub fn was_ever_online(&self) -> bool {
+        self.was_online
+    }
+
+    /// Ends every channel (their inboxes end) and forgets every room,
+    /// without sending anything: for a client that is shutting down, whose
+    /// unavailable presence takes it out of all rooms at once.
+    pub fn close_all(&mut self) {
+        for (_, e) in self.channels.drain() {
+            e.inbox.close();
+        }
+        self.keys.clear();
+        self.rooms.clear();
+        self.transmit.clear();
+    }
+
+    /// Whether the engine believes the stream is up.
+    pub fn is_online(&self) -> bool {
+        self.online
+    }
+
+    /// Our own full JID, once online.
+    pub fn own_jid(&self) -> Option<&FullJid> {
+        self.own.as_ref()
+    }
+
+    fn broadcast(&mut self, d: Delivery) {
+        for e in self.channels.values() {
+            e.inbox.push(d.clone());
+        }
+    }
+
+    // ----- rooms -----
+
+    /// Enters `room` as `nick`: queues the join presence (asking for no
+    /// history, so nothing older than the join is ever replayed) now or
+    /// when the engine comes online. [`EngineEvent::RoomJoined`] follows.
+    ///
+    /// Each device must use its own nick: frames from our own occupant JID
+    /// are treated as our echo, so a nick shared by two devices would hide
+    /// their frames from each other.
+    pub fn join_room(&mut self, room: BareJid, nick: &str) {
+        if let Some(r) = self.rooms.get(&room) {
+            if r.state != RoomState::NotJoined {
+                return;
+            }
+        }
+        self.rooms.insert(
+            room.clone(),
+            Room {
+                nick: nick.to_owned(),
+                state: RoomState::Joining,
+            },
+        );
+        if self.online {
+            self.send_join_presence(&room);
+        }
+    }
+
+    /// Registers a room that the embedding messenger has already joined as
+    /// `nick`, without sending anything.
+    pub fn adopt_room(&mut self, room: BareJid, nick: &str) {
+        self.rooms.insert(
+            room,
+            Room {
+                nick: nick.to_owned(),
+                state: RoomState::Joined,
+            },
+        );
+    }
+
+    /// Leaves `room`: sends unavailable presence and ends all its channels.
+    pub fn leave_room(&mut self, room: &BareJid) {
+        let Some(r) = self.rooms.remove(room) else {
+            return;
+        };
+        if self.online {
+            if let Ok(to) = room.with_resource_str(&r.nick) {
+                let p = Presence::new(PresenceType::Unavailable).with_to(to);
+                self.transmit.push_back(Stanza::Presence(p));
+            }
+        }
+        let ids: Vec<ChannelId> = self
+            .channels
+            .iter()
+            .filter(|(_, e)| e.chat == Chat::Group(room.clone()))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.leave(id);
+        }
+    }
+
+    /// Where `room` stands, if the engine knows it.
+    pub fn room_state(&self, room: &BareJid) -> Option<RoomState> {
+        self.rooms.get(room).map(|r| r.state)
+    }
+
+    fn send_join_presence(&mut self, room: &BareJid) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        r.state = RoomState::Joining;
+        let Ok(to) = room.with_resource_str(&r.nick) else {
+            r.state = RoomState::NotJoined;
+            self.events.push_back(EngineEvent::RoomJoinFailed {
+                room: room.clone(),
+                condition: "jid-malformed".to_owned(),
+            });
+            return;
+        };
+        let muc = Muc::new().with_history(History::new().with_maxstanzas(0));
+        let p = Presence::new(PresenceType::None)
+            .with_to(to)
+            .with_payloads(vec![muc.into()]);
+        self.transmit.push_back(Stanza::Presence(p));
+    }
+
+    // ----- channels -----
+
+    /// Joins the app instance `thread` in `chat`: returns the channel id
+    /// and the queue its deliveries arrive in.
+    ///
+    /// Fails with [`JoinError::AlreadyJoined`] while an earlier channel for
+    /// the same chat and instance has not been left.
+    pub fn join(&mut self, chat: Chat, thread: &str) -> Result<(ChannelId, Inbox), JoinError> {
+        wire::validate_thread(thread).map_err(|_| JoinError::InvalidThread)?;
+        let key = (chat.clone(), thread.to_owned());
+        if self.keys.contains_key(&key) {
+            return Err(JoinError::AlreadyJoined);
+        }
+        self.next_id += 1;
+        let id = ChannelId(self.next_id);
+        let (writer, reader) = inbox(self.config.queue);
+        self.keys.insert(key, id);
+        self.channels.insert(
+            id,
+            Entry {
+                chat,
+                thread: thread.to_owned(),
+                inbox: writer,
+            },
+        );
+        Ok((id, reader))
+    }
+
+    /// Leaves a channel: delivery stops at once (queued deliveries are
+    /// discarded and its inbox ends). Returns false if it was already left;
+    /// leaving twice is harmless.
+    pub fn leave(&mut self, id: ChannelId) -> bool {
+        let Some(e) = self.channels.remove(&id) else {
+            return false;
+        };
+        self.keys.remove(&(e.chat, e.thread));
+        e.inbox.close();
+        true
+    }
+
+    /// Whether `id` is a joined channel.
+    pub fn is_joined(&self, id: ChannelId) -> bool {
+        self.channels.contains_key(&id)
+    }
+
+    /// How many channels are joined.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// The chat and instance of a joined channel.
+    pub fn channel_info(&self, id: ChannelId) -> Option<(&Chat, &str)> {
+        self.channels.get(&id).map(|e| (&e.chat, e.thread.as_str()))
+    }
+
+    /// Sends `data` to every other peer of the channel: queues one stanza
+    /// for [`poll_transmit`](Self::poll_transmit).
+    ///
+    /// Checked in this order, before anything is queued: the size limit,
+    /// that the channel is joined, that we are online, that its room is
+    /// joined.
+    pub fn send(&mut self, id: ChannelId, data: &[u8]) -> Result<(), SendError> {
+        if data.len() > MAX_PAYLOAD {
+            return Err(SendError::TooLarge { size: data.len() });
+        }
+        let entry = self.channels.get(&id).ok_or(SendError::Left)?;
+        if !self.online {
+            return Err(SendError::Disconnected);
+        }
+        if let Chat::Group(room) = &entry.chat {
+            if self.rooms.get(room).map(|r| r.state) != Some(RoomState::Joined) {
+                return Err(SendError::RoomNotJoined(room.clone()));
+            }
+        }
+        let stanza_id = uuid::Uuid::new_v4().simple().to_string();
+        let msg = wire::encode(
+            entry.chat.jid(),
+            entry.chat.kind(),
+            &entry.thread,
+            data,
+            &stanza_id,
+        )
+        .map_err(|e| match e {
+            WireError::TooLarge { size } => SendError::TooLarge { size },
+            // The thread was validated at join; nothing else can fail.
+            _ => SendError::Left,
+        })?;
+        if matches!(entry.chat, Chat::Group(_)) {
+            self.remember_id(stanza_id);
+        }
+        self.transmit.push_back(Stanza::Message(msg));
+        Ok(())
+    }
+
+    fn remember_id(&mut self, id: String) {
+        if self.config.echo_memory == 0 {
+            return;
+        }
+        while self.recent_ids.len() >= self.config.echo_memory {
+            if let Some(old) = self.recent_ids.pop_front() {
+                self.recent_set.remove(&old);
+            }
+        }
+        self.recent_set.insert(id.clone());
+        self.recent_ids.push_back(id);
+    }
+
+    // ----- outputs -----
+
+    /// The next stanza to send, as a typed stanza.
+    pub fn poll_transmit_stanza(&mut self) -> Option<Stanza> {
+        self.transmit.pop_front()
+    }
+
+    /// The next stanza to send, as an element.
+    pub fn poll_transmit(&mut self) -> Option<Element> {
+        self.transmit.pop_front().map(|s| match s {
+            Stanza::Message(m) => Element::from(m),
+            Stanza::Presence(p) => Element::from(p),
+            Stanza::Iq(iq) => Element::from(iq),
+        })
+    }
+
+    /// How many stanzas wait in [`poll_transmit`](Self::poll_transmit).
+    pub fn transmit_len(&self) -> usize {
+        self.transmit.len()
+    }
+
+    /// The next room event.
+    pub fn poll_event(&mut self) -> Option<EngineEvent> {
+        self.events.pop_front()
+    }
+
+    // ----- inputs -----
+
+    /// Handles one incoming stanza given as XML text.
+    pub fn handle_xml(&mut self, xml: &str) -> Handled {
+        match xml.parse::<Element>() {
+            Ok(el) => self.handle_element(&el),
+            Err(e) => Handled::Rejected(Rejection::UnparsableXml(e.to_string())),
+        }
+    }
+
+    /// Handles one incoming typed stanza.
+    pub fn handle_stanza(&mut self, stanza: Stanza) -> Handled {
+        let el = match stanza {
+            Stanza::Message(m) => Element::from(m),
+            Stanza::Presence(p) => Element::from(p),
+            Stanza::Iq(_) => return Handled::NotRealtime,
+        };
+        self.handle_element(&el)
+    }
+
+    /// Handles one incoming stanza: room presences update room state,
+    /// realtime frames are checked and delivered, everything else is ignored.
+    pub fn handle_element(&mut self, el: &Element) -> Handled {
+        let handled = self.handle_element_inner(el);
+        tracing::trace!(
+            ?handled,
+            name = el.name(),
+            from = el.attr("from"),
+            "stanza handled"
+        );
+        handled
+    }
+
+    fn handle_element_inner(&mut self, el: &Element) -> Handled {
+        if el.name() == "presence" {
+            self.handle_presence(el);
+            return Handled::NotRealtime;
+        }
+        if el.name() != "message" {
+            return Handled::NotRealtime;
+        }
+        if let (Some(own), Some(to)) = (&self.own, el.attr("to")) {
+            match Jid::new(to) {
+                Ok(to) if to.to_bare() == own.to_bare() => {}
+                _ => return Handled::Rejected(Rejection::WrongAddressee),
+            }
+        }
+        let frame = match wire::decode(el) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                if el.attr("type") == Some("error") {
+                    self.note_bounce(el);
+                }
+                return Handled::NotRealtime;
+            }
+            Err(WireError::ErrorBounce { from, condition }) => {
+                if let Some(from) = from {
+                    let bare = from.to_bare();
+                    let chat = if self.rooms.contains_key(&bare) {
+                        Chat::Group(bare)
+                    } else {
+                        Chat::Direct(bare)
+                    };
+                    self.events.push_back(EngineEvent::SendBounced {
+                        chat,
+                        condition: condition.clone(),
+                    });
+                }
+                return Handled::Rejected(Rejection::Malformed(WireError::ErrorBounce {
+                    from: None,
+                    condition,
+                }));
+            }
+            Err(e) => return Handled::Rejected(Rejection::Malformed(e)),
+        };
+        let bare = frame.from.to_bare();
+        let chat = match frame.kind {
+            ChatKind::Group => {
+                let Some(room) = self.rooms.get(&bare) else {
+                    return Handled::Rejected(Rejection::NotFromChat);
+                };
+                let Some(nick) = frame.from.resource() else {
+                    // The room itself (no occupant) never sends frames.
+                    return Handled::Rejected(Rejection::NotFromChat);
+                };
+                if room.state != RoomState::Joined {
+                    return Handled::Rejected(Rejection::RoomNotJoined);
+                }
+                // The room reflects every groupchat message to its sender.
+                if nick.as_str() == room.nick
+                    || frame
+                        .origin_id
+                        .as_ref()
+                        .is_some_and(|id| self.recent_set.contains(id))
+                {
+                    return Handled::Echo;
+                }
+                Chat::Group(bare)
+            }
+            ChatKind::Direct => {
+                // A private message through a room is not a 1:1 chat.
+                if self.rooms.contains_key(&bare) {
+                    return Handled::Rejected(Rejection::NotFromChat);
+                }
+                Chat::Direct(bare)
+            }
+        };
+        let Some(&id) = self.keys.get(&(chat, frame.thread)) else {
+            return Handled::NoChannel;
+        };
+        if let Some(e) = self.channels.get(&id) {
+            e.inbox.push(Delivery::Payload(Payload {
+                data: frame.data,
+                from: frame.from,
+            }));
+        }
+        Handled::Delivered(id)
+    }
+
+    fn note_bounce(&mut self, el: &Element) {
+        let Some(from) = el.attr("from").and_then(|f| Jid::new(f).ok()) else {
+            return;
+        };
+        let bare = from.to_bare();
+        if self.rooms.contains_key(&bare) {
+            self.events.push_back(EngineEvent::SendBounced {
+                chat: Chat::Group(bare),
+                condition: error_condition(el),
+            });
+        }
+    }
+
+    fn handle_presence(&mut self, el: &Element) {
+        let Some(from) = el.attr("from").and_then(|f| Jid::new(f).ok()) else {
+            return;
+        };
+        let room_jid = from.to_bare();
+        let Some(room) = self.rooms.get_mut(&room_jid) else {
+            return;
+        };
+        let ptype = el.attr("type");
+        if ptype == Some("error") {
+            if room.state == RoomState::Joining {
+                room.state = RoomState::NotJoined;
+                self.events.push_back(EngineEvent::RoomJoinFailed {
+                    room: room_jid,
+                    condition: error_condition(el),
+                });
+            }
+            return;
+        }
+        let is_self = el
+            .get_child("x", NS_MUC_USER)
+            .map(|x| {
+                x.children()
+                    .any(|c| c.is("status", NS_MUC_USER) && c.attr("code") == Some("110"))
+            })
+            .unwrap_or(false);
+        if !is_self {
+            return;
+        }
+        match ptype {
+            None => {
+                if let Some(nick) = from.resource() {
+                    // The room may have rewritten our nick (status 210).
+                    room.nick = nick.to_string();
+                }
+                if room.state != RoomState::Joined {
+                    room.state = RoomState::Joined;
+                    self.events.push_back(EngineEvent::RoomJoined {
+                        room: room_jid,
+                        nick: room.nick.clone(),
+                    });
+                }
+            }
+            Some("unavailable") => {
+                room.state = RoomState::NotJoined;
+                self.events
+                    .push_back(EngineEvent::RoomLeft { room: room_jid });
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+fn error_condition(el: &Element) -> String {
+    el.children()
+        .find(|c| c.name() == "error")
+        .and_then(|e| e.children().find(|c| c.ns() == NS_STANZAS))
+        .map(|c| c.name().to_owned())
+        .unwrap_or_else(|| "undefined-condition".to_owned())
+}

@@ -1,0 +1,100 @@
+//! Typed errors, one enum per operation, each variant a cause.
+
+use std::time::Duration;
+
+use jid::BareJid;
+
+use crate::wire::MAX_PAYLOAD;
+
+/// Why `join_realtime_channel` failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// This peer already has a channel for this chat and app instance that
+    /// was not left (the webxdc spec says a second join throws).
+    #[error("already joined this app instance in this chat; leave the other channel first")]
+    AlreadyJoined,
+    /// The instance id (the webxdc message's thread) cannot be used on the
+    /// wire: empty, or containing characters XML cannot carry.
+    #[error("invalid app instance id (thread)")]
+    InvalidThread,
+    /// The client was shut down.
+    #[error("the client is shut down")]
+    Closed,
+}
+
+/// Why `send` failed. Nothing was put on the network in any of these cases.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The payload is larger than the 128000 bytes the webxdc API allows.
+    #[error("payload of {size} bytes exceeds the limit of {max} bytes", max = MAX_PAYLOAD)]
+    TooLarge {
+        /// The payload size in bytes.
+        size: usize,
+    },
+    /// The channel was left (or never existed): the spec makes a left
+    /// channel invalid.
+    #[error("the channel was left")]
+    Left,
+    /// There is no connection to the server right now (it is being
+    /// re-established); the payload was not queued.
+    #[error("not connected to the server")]
+    Disconnected,
+    /// The group chat's room is not joined (yet, or any more: the server
+    /// removed us and a re-join is pending).
+    #[error("room {0} is not joined")]
+    RoomNotJoined(BareJid),
+    /// The client was shut down.
+    #[error("the client is shut down")]
+    Closed,
+}
+
+/// Why [`Client::connect`](crate::Client::connect) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The server refused the credentials (wrong password, unknown account).
+    /// Not retried: retrying cannot fix it.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The server could not be reached or the connection failed (refused,
+    /// DNS, TLS handshake or certificate) until the connect timeout.
+    #[error("could not connect within {timeout:?}: {last_error}")]
+    Unreachable {
+        /// The connect timeout that expired.
+        timeout: Duration,
+        /// The last error seen while trying.
+        last_error: String,
+    },
+    /// The configuration cannot work (for example plaintext to a
+    /// non-loopback address).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Why entering a group chat failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// The room refused us; `condition` is the XMPP error condition
+    /// (`forbidden`, `registration-required`, `conflict`, …).
+    #[error("room {room} refused the join: {condition}")]
+    Refused {
+        /// The room.
+        room: BareJid,
+        /// The XMPP error condition.
+        condition: String,
+    },
+    /// No answer from the room within the timeout.
+    #[error("no answer from room {room} within {timeout:?}")]
+    Timeout {
+        /// The room.
+        room: BareJid,
+        /// How long we waited.
+        timeout: Duration,
+    },
+    /// The client was shut down.
+    #[error("the client is shut down")]
+    Closed,
+}

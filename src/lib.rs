@@ -1,0 +1,69 @@
+//! The webxdc realtime channel (`joinRealtimeChannel()`) over XMPP.
+//!
+//! webxdc apps get one realtime API: join a channel, send byte payloads of
+//! at most 128000 bytes to the other members of the chat who run the same
+//! app instance, receive theirs, leave. This crate carries that channel over
+//! XMPP, each payload a `<no-store/>` message in the chat (a MUC room or a
+//! 1:1 chat), wire-compatible with Cheogram.
+//!
+//! # Layout: where IO stops
+//!
+//! ```text
+//!  embedding messenger ──stanzas──▶ ┌──────────────┐ ──deliveries──▶ app (Inbox)
+//!  (own XMPP connection)  ◀──────── │ engine       │ ◀──join/send/leave── app
+//!                                   │ (sans-IO)    │
+//!  client (one tokio task) ◀──────▶ └──────────────┘
+//! ```
+//!
+//! * [`wire`]: a payload ⇄ a stanza. Pure functions; the format is specified
+//!   in `docs/wire-format.md`.
+//! * [`engine`]: the contract as a state machine with no IO, no clock and no
+//!   runtime: channels per (chat, instance), echo filtering, isolation,
+//!   privacy, the size limit, room membership across reconnects. A messenger
+//!   that already has an XMPP connection uses it alone.
+//! * [`inbox`]: the bounded per-channel receive queue; overflow is reported
+//!   as [`Delivery::Lagged`], never silent and never unbounded.
+//! * [`client`]: the IO side. One tokio task owns the XMPP stream
+//!   (`tokio-xmpp`) and the engine and runs one `select!` over incoming
+//!   stanzas and commands; [`Client`], [`GroupChat`]/[`DirectChat`] and
+//!   [`Channel`] are cheap handles that talk to it.
+//! * [`error`]: one `#[non_exhaustive]` error enum per operation.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use webxdc_realtime_xmpp::{Client, Config, Delivery};
+//! use futures::StreamExt;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! // STARTTLS with the system's roots; the server is found from the JID.
+//! let client = Client::connect(Config::new("alice@example.org".parse()?, "secret")).await?;
+//! let chat = client.group("team@conference.example.org".parse()?).await?;
+//! let mut channel = chat.join_realtime_channel("thread-of-the-webxdc-message")?;
+//! channel.send(b"hello").await?;
+//! while let Some(item) = channel.next().await {
+//!     match item {
+//!         Delivery::Payload(p) => println!("{} sent {} bytes", p.from, p.data.len()),
+//!         Delivery::Lagged { dropped } => println!("missed {dropped} payloads"),
+//!         other => println!("{other:?}"),
+//!     }
+//! }
+//! channel.leave();
+//! client.shutdown().await;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod engine;
+pub mod error;
+pub mod inbox;
+pub mod wire;
+
+pub use client::{Channel, Client, ClientEvent, Config, DirectChat, GroupChat};
+pub use error::{ConnectError, GroupError, JoinError, SendError};
+pub use inbox::{ConnectionEvent, Delivery, Inbox, Payload, QueueLimits};
+pub use jid;
+pub use minidom;
+pub use wire::MAX_PAYLOAD;

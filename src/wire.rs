@@ -1,0 +1,448 @@
+//! The wire format: one realtime payload ⇄ one XMPP `<message/>` stanza.
+//!
+//! This is the format Cheogram ships (see `docs/wire-format.md` for the full
+//! specification with examples):
+//!
+//! ```xml
+//! <message to='room@conference.example' type='groupchat' id='…'>
+//!   <thread>THREAD-OF-THE-WEBXDC-MESSAGE</thread>
+//!   <no-store xmlns='urn:xmpp:hints'/>
+//!   <x xmlns='urn:xmpp:webxdc:0'><data>BASE64</data></x>
+//!   <origin-id xmlns='urn:xmpp:sid:0' id='…'/>
+//! </message>
+//! ```
+//!
+//! Pure functions, no state: [`encode`] builds the stanza we send, [`decode`]
+//! reads any stanza and says whether it is a realtime frame. Decoding is
+//! tolerant of what other clients legitimately send (line breaks inside the
+//! base64, extra elements, a `<body>` fallback, a missing or `normal` type in
+//! 1:1 chats) and strict about what cannot be a valid frame (bad base64, a
+//! missing thread, a payload over the limit, an error bounce), so that the
+//! engine never delivers something it would not have sent itself.
+
+use base64::Engine as _;
+use jid::{BareJid, Jid};
+use minidom::Element;
+use xmpp_parsers::message::{Id, Message, MessageType, Thread};
+use xmpp_parsers::stanza_id::OriginId;
+
+/// The largest payload the webxdc API allows in one `send`, in bytes.
+pub const MAX_PAYLOAD: usize = 128_000;
+
+/// Namespace of the webxdc extension element (`<x/>`).
+pub const NS_WEBXDC: &str = "urn:xmpp:webxdc:0";
+/// Namespace of XEP-0334 message processing hints (`<no-store/>`).
+pub const NS_HINTS: &str = "urn:xmpp:hints";
+/// Namespace of XEP-0359 unique stanza ids (`<origin-id/>`).
+pub const NS_SID: &str = "urn:xmpp:sid:0";
+/// The client stanza namespace.
+pub const NS_CLIENT: &str = "jabber:client";
+
+/// Longest base64 text that can decode to at most [`MAX_PAYLOAD`] bytes
+/// (padding included). Checked before decoding so that a hostile stanza
+/// cannot make us allocate more than the limit.
+const MAX_BASE64_LEN: usize = MAX_PAYLOAD.div_ceil(3) * 4;
+
+/// Whether a frame travels in a group chat (MUC) or a 1:1 chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChatKind {
+    /// `type='groupchat'`, addressed to the room's bare JID.
+    Group,
+    /// `type='chat'`, addressed to the contact's bare JID.
+    Direct,
+}
+
+/// A realtime frame read from a stanza.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The sender as stamped by the server: `room@service/nick` in a group
+    /// chat, the contact's full JID in a 1:1 chat.
+    pub from: Jid,
+    /// The addressee, if the stanza named one.
+    pub to: Option<Jid>,
+    /// Group or 1:1, from the stanza's `type`.
+    pub kind: ChatKind,
+    /// The webxdc instance this frame belongs to (the `<thread/>` text).
+    pub thread: String,
+    /// The payload, exactly as the sender passed it to `send`.
+    pub data: Vec<u8>,
+    /// The stanza's `id` attribute, if any.
+    pub id: Option<String>,
+    /// The XEP-0359 origin id, if any (we set it to recognise our own MUC
+    /// reflection even if the room rewrites the stanza `id`).
+    pub origin_id: Option<String>,
+}
+
+/// Why a stanza that claims to be a realtime frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The element is not a `<message/>` in the client namespace.
+    #[error("not a message stanza")]
+    NotAMessage,
+    /// A `type='error'` bounce of a realtime frame.
+    #[error("error bounce from {from:?}: {condition}")]
+    ErrorBounce {
+        /// Who bounced it.
+        from: Option<Jid>,
+        /// The defined condition (`not-acceptable`, `forbidden`, …) or
+        /// `undefined-condition` when the error element has none.
+        condition: String,
+    },
+    /// The stanza type is one a realtime frame never has (`headline`).
+    #[error("unsupported message type '{0}' for a realtime frame")]
+    UnsupportedType(String),
+    /// There is no `<thread/>`, or it is empty: the frame belongs to no app
+    /// instance, so it must not be delivered to any.
+    #[error("realtime frame without a thread")]
+    MissingThread,
+    /// The stanza has no `from` (a server always stamps one on delivery).
+    #[error("realtime frame without a sender")]
+    MissingFrom,
+    /// A `from` or `to` attribute is not a valid JID.
+    #[error("invalid JID in '{attribute}': {value}")]
+    BadJid {
+        /// `from` or `to`.
+        attribute: &'static str,
+        /// The raw attribute value.
+        value: String,
+    },
+    /// More than one `<data/>` element: which one is the payload is unclear.
+    #[error("realtime frame with {0} data elements")]
+    AmbiguousData(usize),
+    /// The `<data/>` text is not valid standard base64.
+    #[error("invalid base64 payload: {0}")]
+    BadBase64(String),
+    /// The payload is larger than [`MAX_PAYLOAD`] bytes (for incoming
+    /// frames this is an estimate from the base64 length when that alone
+    /// proves the payload too large).
+    #[error("payload of {size} bytes exceeds the limit of {max} bytes", max = MAX_PAYLOAD)]
+    TooLarge {
+        /// The payload size in bytes.
+        size: usize,
+    },
+    /// The thread identifier cannot be sent (empty, or not valid XML text).
+    #[error("invalid thread identifier")]
+    InvalidThread,
+}
+
+/// Builds the stanza that carries `data` to `to` for app instance `thread`.
+///
+/// `id` becomes both the stanza `id` and the XEP-0359 `<origin-id/>`, so the
+/// sender can recognise the room's reflection of its own frame.
+///
+/// Fails with [`WireError::TooLarge`] before building anything when `data`
+/// is over [`MAX_PAYLOAD`] bytes: an oversize stanza would make the server
+/// close the whole stream.
+pub fn encode(
+    to: &BareJid,
+    kind: ChatKind,
+    thread: &str,
+    data: &[u8],
+    id: &str,
+) -> Result<Message, WireError> {
+    if data.len() > MAX_PAYLOAD {
+        return Err(WireError::TooLarge { size: data.len() });
+    }
+    validate_thread(thread)?;
+    let type_ = match kind {
+        ChatKind::Group => MessageType::Groupchat,
+        ChatKind::Direct => MessageType::Chat,
+    };
+    let mut message = Message::new_with_type(type_, Some(Jid::from(to.clone())));
+    message.id = Some(Id(id.to_owned()));
+    message.thread = Some(Thread {
+        parent: None,
+        id: thread.to_owned(),
+    });
+    message.payloads.push(Element::bare("no-store", NS_HINTS));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+    let x = Element::builder("x", NS_WEBXDC)
+        .append(Element::builder("data", NS_WEBXDC).append(encoded).build())
+        .build();
+    message.payloads.push(x);
+    message
+        .payloads
+        .push(Element::from(OriginId { id: id.to_owned() }));
+    Ok(message)
+}
+
+/// Checks that `thread` can name an app instance on the wire.
+pub fn validate_thread(thread: &str) -> Result<(), WireError> {
+    // Control characters other than tab/newline are not allowed in XML 1.0
+    // text; an empty thread could not be told apart from "no thread".
+    let bad = |c: char| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}');
+    if thread.trim().is_empty() || thread.chars().any(bad) {
+        return Err(WireError::InvalidThread);
+    }
+    Ok(())
+}
+
+/// Reads a stanza.
+///
+/// Returns `Ok(None)` for anything that is not a realtime frame at all (a
+/// presence, a chat message, a webxdc state update without `<data/>`, an
+/// error bounce of something else), `Ok(Some(frame))` for a valid frame and
+/// `Err` for a stanza that carries realtime data but is not a valid frame.
+pub fn decode(el: &Element) -> Result<Option<Frame>, WireError> {
+    if el.name() != "message" || !is_stanza_ns(&el.ns()) {
+        return Err(WireError::NotAMessage);
+    }
+    let Some(x) = el.get_child("x", NS_WEBXDC) else {
+        return Ok(None);
+    };
+    let datas: Vec<&Element> = x.children().filter(|c| c.is("data", NS_WEBXDC)).collect();
+    let data_el = match datas.as_slice() {
+        [] => return Ok(None), // a webxdc state update or another use of the namespace
+        [one] => *one,
+        more => return Err(WireError::AmbiguousData(more.len())),
+    };
+    let from = parse_jid(el, "from")?;
+    let to = parse_jid(el, "to")?;
+    let kind = match el.attr("type") {
+        Some("groupchat") => ChatKind::Group,
+        // RFC 6121: a missing type means 'normal'; some clients send that in
+        // 1:1 conversations, so it is accepted as a 1:1 frame.
+        Some("chat") | Some("normal") | None => ChatKind::Direct,
+        Some("error") => {
+            let condition = el
+                .get_child("error", NS_CLIENT)
+                .and_then(|e| e.children().find(|c| c.ns() == NS_STANZAS))
+                .map(|c| c.name().to_owned())
+                .unwrap_or_else(|| "undefined-condition".to_owned());
+            return Err(WireError::ErrorBounce { from, condition });
+        }
+        Some(other) => return Err(WireError::UnsupportedType(other.to_owned())),
+    };
+    let from = from.ok_or(WireError::MissingFrom)?;
+    let thread = el
+        .get_child("thread", NS_CLIENT)
+        .map(|t| t.text())
+        .filter(|t| !t.trim().is_empty())
+        .ok_or(WireError::MissingThread)?;
+    let data = decode_base64(&data_el.text())?;
+    let origin_id = el
+        .get_child("origin-id", NS_SID)
+        .and_then(|o| o.attr("id"))
+        .map(str::to_owned);
+    Ok(Some(Frame {
+        from,
+        to,
+        kind,
+        thread,
+        data,
+        id: el.attr("id").map(str::to_owned),
+        origin_id,
+    }))
+}
+
+const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+/// Messages reach an embedding messenger in the client namespace; a
+/// component connection (`jabber:component:accept`) uses its own.
+fn is_stanza_ns(ns: &str) -> bool {
+    ns == NS_CLIENT || ns == "jabber:component:accept"
+}
+
+fn parse_jid(el: &Element, attribute: &'static str) -> Result<Option<Jid>, WireError> {
+    el.attr(attribute)
+        .map(|value| {
+            Jid::new(value).map_err(|_| WireError::BadJid {
+                attribute,
+                value: value.to_owned(),
+            })
+        })
+        .transpose()
+}
+
+/// Decodes standard base64, tolerating ASCII whitespace (line-wrapped
+/// encoders), refusing anything that would decode to more than
+/// [`MAX_PAYLOAD`] bytes before allocating for it.
+fn decode_base64(text: &str) -> Result<Vec<u8>, WireError> {
+    let has_ws = text.bytes().any(|b| b.is_ascii_whitespace());
+    let compact: std::borrow::Cow<'_, str> = if has_ws {
+        text.chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    };
+    if compact.len() > MAX_BASE64_LEN {
+        return Err(WireError::TooLarge {
+            size: compact.len() / 4 * 3,
+        });
+    }
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|e| WireError::BadBase64(e.to_string()))?;
+    if data.len() > MAX_PAYLOAD {
+        return Err(WireError::TooLarge { size: data.len() });
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(xml: &str) -> Element {
+        xml.parse().expect("test XML parses")
+    }
+
+    fn room() -> BareJid {
+        BareJid::new("room@conference.localhost").unwrap()
+    }
+
+    #[test]
+    fn round_trip_all_byte_values() {
+        let data: Vec<u8> = (0..=255u8).collect();
+        let mut msg = encode(&room(), ChatKind::Group, "t1", &data, "id1").unwrap();
+        msg.from = Some(Jid::new("room@conference.localhost/alice").unwrap());
+        let el = Element::from(msg);
+        let frame = decode(&el).unwrap().unwrap();
+        assert_eq!(frame.data, data);
+        assert_eq!(frame.thread, "t1");
+        assert_eq!(frame.kind, ChatKind::Group);
+        assert_eq!(frame.origin_id.as_deref(), Some("id1"));
+        assert_eq!(frame.id.as_deref(), Some("id1"));
+    }
+
+    #[test]
+    fn encode_shape_matches_the_spec() {
+        let el = Element::from(encode(&room(), ChatKind::Direct, "t", b"hi", "x").unwrap());
+        assert_eq!(el.attr("type"), Some("chat"));
+        assert_eq!(el.attr("to"), Some("room@conference.localhost"));
+        assert!(el.get_child("body", NS_CLIENT).is_none());
+        assert!(el.has_child("no-store", NS_HINTS));
+        let data = el
+            .get_child("x", NS_WEBXDC)
+            .unwrap()
+            .get_child("data", NS_WEBXDC)
+            .unwrap();
+        assert_eq!(data.text(), "aGk=");
+        assert_eq!(el.get_child("thread", NS_CLIENT).unwrap().text(), "t");
+    }
+
+    #[test]
+    fn empty_and_max_payloads() {
+        for len in [0, MAX_PAYLOAD] {
+            let data = vec![0xA5; len];
+            let mut msg = encode(&room(), ChatKind::Group, "t", &data, "i").unwrap();
+            msg.from = Some(Jid::new("room@conference.localhost/n").unwrap());
+            let el = Element::from(msg);
+            assert_eq!(decode(&el).unwrap().unwrap().data.len(), len);
+        }
+    }
+
+    #[test]
+    fn oversize_is_refused_before_encoding() {
+        let err = encode(
+            &room(),
+            ChatKind::Group,
+            "t",
+            &vec![0; MAX_PAYLOAD + 1],
+            "i",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            WireError::TooLarge {
+                size: MAX_PAYLOAD + 1
+            }
+        );
+    }
+
+    #[test]
+    fn oversize_incoming_is_refused() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(vec![1u8; MAX_PAYLOAD + 1]);
+        let el = parse(&format!(
+            "<message xmlns='jabber:client' from='a@b/c' type='chat'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>{b64}</data></x></message>"
+        ));
+        assert!(matches!(decode(&el), Err(WireError::TooLarge { .. })));
+        // Way over the limit: refused from the length alone.
+        let el = parse(&format!(
+            "<message xmlns='jabber:client' from='a@b/c' type='chat'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>{}</data></x></message>",
+            "A".repeat(MAX_BASE64_LEN + 4)
+        ));
+        assert!(matches!(decode(&el), Err(WireError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn malformed_frames_are_errors() {
+        let cases: &[(&str, fn(&WireError) -> bool)] = &[
+            (
+                "<message xmlns='jabber:client' from='a@b/c' type='chat'><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data></x></message>",
+                |e| *e == WireError::MissingThread,
+            ),
+            (
+                "<message xmlns='jabber:client' from='a@b/c' type='chat'><thread> </thread><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data></x></message>",
+                |e| *e == WireError::MissingThread,
+            ),
+            (
+                "<message xmlns='jabber:client' from='a@b/c' type='chat'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>a!k=</data></x></message>",
+                |e| matches!(e, WireError::BadBase64(_)),
+            ),
+            (
+                "<message xmlns='jabber:client' type='chat'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data></x></message>",
+                |e| *e == WireError::MissingFrom,
+            ),
+            (
+                "<message xmlns='jabber:client' from='a@b/c' type='headline'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data></x></message>",
+                |e| matches!(e, WireError::UnsupportedType(_)),
+            ),
+            (
+                "<message xmlns='jabber:client' from='a@b/c' type='chat'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data><data>aGk=</data></x></message>",
+                |e| *e == WireError::AmbiguousData(2),
+            ),
+            (
+                "<message xmlns='jabber:client' from='@@@' type='chat'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data></x></message>",
+                |e| matches!(e, WireError::BadJid { .. }),
+            ),
+            (
+                "<message xmlns='jabber:client' from='room@muc/n' type='error'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data></x><error type='cancel'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
+                |e| matches!(e, WireError::ErrorBounce { condition, .. } if condition == "not-acceptable"),
+            ),
+            (
+                "<presence xmlns='jabber:client' from='a@b/c'/>",
+                |e| *e == WireError::NotAMessage,
+            ),
+        ];
+        for (xml, check) in cases {
+            let err = decode(&parse(xml)).expect_err(xml);
+            assert!(check(&err), "{xml}: unexpected {err:?}");
+        }
+    }
+
+    #[test]
+    fn non_realtime_messages_are_not_frames() {
+        for xml in [
+            "<message xmlns='jabber:client' from='a@b/c' type='chat'><body>hi</body></message>",
+            "<message xmlns='jabber:client' from='a@b/c' type='chat'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><json>{}</json></x></message>",
+            "<message xmlns='jabber:client' from='a@b/c' type='error'><error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
+        ] {
+            assert_eq!(decode(&parse(xml)), Ok(None), "{xml}");
+        }
+    }
+
+    #[test]
+    fn tolerant_of_line_breaks_body_and_missing_type() {
+        let el = parse(
+            "<message xmlns='jabber:client' from='a@b/c'><body>fallback</body><thread parent='p'>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>aG\n  k=</data></x><unknown xmlns='urn:example'/></message>",
+        );
+        let frame = decode(&el).unwrap().unwrap();
+        assert_eq!(frame.data, b"hi");
+        assert_eq!(frame.kind, ChatKind::Direct);
+        assert_eq!(frame.origin_id, None);
+    }
+
+    #[test]
+    fn invalid_threads_are_refused_on_send() {
+        for t in ["", "  ", "a\u{1}b"] {
+            assert_eq!(
+                encode(&room(), ChatKind::Group, t, b"", "i").unwrap_err(),
+                WireError::InvalidThread
+            );
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! Prosody 0.12: config, command line and accounts.
+
+use std::fmt::Write as _;
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::install::{ensure_package, find_program};
+use crate::{annotate, create_dir, write_file, Layout, ServerConfig, DOMAIN, MUC_DOMAIN};
+
+/// Installs Prosody if `prosody` is missing.
+pub(crate) fn ensure_installed() -> io::Result<()> {
+    ensure_package("prosody", Some("prosody"), || {
+        find_program("prosody").is_some()
+    })
+}
+
+/// A configured Prosody instance (config written, not necessarily
+/// running).
+pub(crate) struct Prosody {
+    program: PathBuf,
+    config: PathBuf,
+    /// `DATA/localhost/accounts`, where `internal_plain` keeps passwords.
+    accounts_dir: PathBuf,
+}
+
+/// A tiny global module of ours:
+///
+/// * Shuts Prosody down when its stdin reaches end-of-file, i.e. when the
+///   process that started it is gone (we never write to the pipe).
+///   Shutdown must run inside Prosody's main async thread, as `mod_posix`
+///   does for SIGTERM.
+/// * Makes shutdown prompt: when clients were connected, the last step of
+///   shutdown runs from a resumed async task after the event loop went
+///   back to sleep, and the loop would only notice on its next timer, up
+///   to a second later. A short timer wakes it right away.
+const HELPER_MODULE: &str = r#"-- Written by xmpp-test-server.
+module:set_global();
+local server = require "net.server";
+local timer = require "util.timer";
+local watcher;
+watcher = server.watchfd(0, function ()
+	module:log("info", "stdin closed: the owning process is gone, shutting down");
+	watcher:close();
+	prosody.main_thread:run(function ()
+		prosody.unlock_globals();
+		prosody.shutdown("owner process exited");
+		prosody.lock_globals();
+	end);
+end);
+module:hook_global("server-stopped", function ()
+	timer.add_task(0.01, function () end);
+end);
+"#;
+
+impl Prosody {
+    /// Writes the config and directories for a server on `port`.
+    pub(crate) fn configure(cfg: &ServerConfig<'_>, port: u16) -> io::Result<(Prosody, Layout)> {
+        let program = find_program("prosody")
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "prosody not found"))?;
+        let root = cfg.root;
+        let data = root.join("data");
+        let plugins = root.join("plugins");
+        let certs_dir = root.join("certs");
+        let accounts_dir = data.join(path_encode(DOMAIN)).join("accounts");
+        for dir in [&accounts_dir, &plugins, &certs_dir] {
+            create_dir(dir)?;
+        }
+        write_file(&plugins.join("mod_xts_helper.lua"), HELPER_MODULE)?;
+
+        let layout = Layout {
+            root: root.to_path_buf(),
+            server_log: root.join("prosody.log"),
+            console_log: root.join("console.log"),
+        };
+        let config = root.join("prosody.cfg.lua");
+        write_file(
+            &config,
+            &config_text(cfg, port, &layout, &data, &plugins, &certs_dir),
+        )?;
+        Ok((
+            Prosody {
+                program,
+                config,
+                accounts_dir,
+            },
+            layout,
+        ))
+    }
+
+    /// `prosody --config FILE -F`: foreground, no daemonizing.
+    pub(crate) fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.arg("--config").arg(&self.config).arg("-F");
+        if let Some(dir) = self.config.parent() {
+            cmd.current_dir(dir);
+        }
+        cmd
+    }
+
+    /// Writes the `internal_plain` account file directly: Prosody reads it
+    /// on every login (no cache), so this works while it runs and takes
+    /// microseconds, unlike `prosodyctl register` (a whole Lua start-up).
+    /// The file is written under a temporary name and hard-linked into
+    /// place, so Prosody never sees a partial file and an existing account
+    /// is never overwritten, even by concurrent calls.
+    pub(crate) fn create_account(&self, name: &str, password: &str) -> io::Result<()> {
+        let file = self.accounts_dir.join(format!("{}.dat", path_encode(name)));
+        let tmp = self.accounts_dir.join(format!(
+            "{}.xts-tmp-{}-{}",
+            path_encode(name),
+            std::process::id(),
+            crate::unique_id()
+        ));
+        let contents = format!(
+            "return {{\n\t[\"password\"] = {};\n}};\n",
+            lua_string(password)
+        );
+        let result = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(contents.as_bytes())?;
+            std::fs::hard_link(&tmp, &file)
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        result.map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("the account {name}@{DOMAIN} already exists"),
+                )
+            } else {
+                annotate(e, &format!("cannot write {}", file.display()))
+            }
+        })
+    }
+}
+
+/// The whole `prosody.cfg.lua`.
+fn config_text(
+    cfg: &ServerConfig<'_>,
+    port: u16,
+    layout: &Layout,
+    data: &Path,
+    plugins: &Path,
+    certs_dir: &Path,
+) -> String {
+    let tls = cfg.certs.is_some();
+    let mut modules = vec![
+        "roster",
+        "saslauth",
+        "disco",
+        "ping",
+        "smacks",
+        "xts_helper",
+    ];
+    if tls {
+        modules.push("tls");
+    }
+    if cfg.rate.is_some() {
+        modules.push("limits");
+    }
+    let modules: String = modules
+        .iter()
+        .map(|m| format!("{}; ", lua_string(m)))
+        .collect();
+    let level = if cfg.debug { "debug" } else { "info" };
+
+    let mut c = String::new();
+    let _ = write!(
+        c,
+        r#"-- Written by xmpp-test-server: a throwaway loopback test server.
+run_as_root = true -- tests often run as root; harmless otherwise
+data_path = {data}
+pidfile = {pidfile}
+plugin_paths = {{ {plugins} }}
+certificates = {certs_dir}
+log = {{ {level} = {log} }}
+
+-- Loopback only, c2s only: no s2s, components, HTTP or direct TLS.
+interfaces = {{ "127.0.0.1" }}
+local_interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {port} }}
+c2s_direct_tls_ports = {{ }}
+legacy_ssl_ports = {{ }}
+s2s_ports = {{ }}
+component_ports = {{ }}
+http_ports = {{ }}
+https_ports = {{ }}
+
+modules_enabled = {{ {modules}}}
+modules_disabled = {{ "s2s" }}
+
+-- Plain storage so that the test harness can create accounts by writing
+-- data files.
+authentication = "internal_plain"
+c2s_require_encryption = {tls}
+allow_unencrypted_plain_auth = {plain}
+"#,
+        data = lua_path(data),
+        pidfile = lua_path(&layout.root.join("prosody.pid")),
+        plugins = lua_path(plugins),
+        certs_dir = lua_path(certs_dir),
+        log = lua_path(&layout.server_log),
+        plain = !tls,
+    );
+    if let Some(certs) = cfg.certs {
+        let _ = writeln!(
+            c,
+            "ssl = {{ certificate = {}; key = {}; }}",
+            lua_path(&certs.cert),
+            lua_path(&certs.key)
+        );
+    }
+    if let Some(rate) = cfg.rate {
+        // As in Debian's stock prosody.cfg.lua (default burst: 2 s).
+        let _ = writeln!(
+            c,
+            "limits = {{ c2s = {{ rate = {}; }}; }}",
+            lua_string(&rate.prosody)
+        );
+    }
+    let _ = write!(
+        c,
+        r#"
+VirtualHost {domain}
+
+Component {muc} "muc"
+	muc_room_locking = false
+	restrict_room_creation = false
+	muc_tombstones = false
+	muc_room_default_history_length = 0
+"#,
+        domain = lua_string(DOMAIN),
+        muc = lua_string(MUC_DOMAIN),
+    );
+    if cfg.muc_archive {
+        c.push_str(
+            "\tmodules_enabled = { \"muc_mam\" }\n\
+             \tmuc_log_by_default = true\n\
+             \tmuc_log_all_rooms = true\n",
+        );
+    }
+    c
+}
+
+/// Prosody's `util.datamanager` encoding of host and user names in paths:
+/// every non-alphanumeric byte becomes `%xx` (lowercase hex).
+fn path_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02x}")
+            }
+        })
+        .collect()
+}
+
+/// A Lua string literal.
+fn lua_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn lua_path(p: &Path) -> String {
+    lua_string(&p.to_string_lossy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_like_datamanager() {
+        assert_eq!(path_encode("localhost"), "localhost");
+        assert_eq!(
+            path_encode("conference.localhost"),
+            "conference%2elocalhost"
+        );
+        assert_eq!(path_encode("a-b_c"), "a%2db%5fc");
+    }
+
+    #[test]
+    fn escapes_lua_strings() {
+        assert_eq!(lua_string(r#"a"b\c"#), r#""a\"b\\c""#);
+    }
+}

@@ -1,0 +1,314 @@
+//! The engine alone, as a messenger with its own XMPP connection embeds it:
+//! stanzas in as XML text or elements, stanzas out, deliveries out. No
+//! network, no runtime, no clock.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use webxdc_realtime_xmpp::engine::{
+    Chat, Engine, EngineConfig, EngineEvent, Handled, Rejection, RoomState,
+};
+use webxdc_realtime_xmpp::jid::BareJid;
+use webxdc_realtime_xmpp::wire::WireError;
+use webxdc_realtime_xmpp::{Delivery, JoinError, QueueLimits, SendError, MAX_PAYLOAD};
+
+const ME: &str = "alice@example.org/phone";
+const ROOM: &str = "team@conference.example.org";
+
+fn room() -> BareJid {
+    ROOM.parse().unwrap()
+}
+
+/// An online engine that is in ROOM as "alice-phone".
+fn engine() -> Engine {
+    let mut e = Engine::new(EngineConfig::default());
+    e.set_online(ME.parse().unwrap(), false);
+    e.adopt_room(room(), "alice-phone");
+    e
+}
+
+fn group_frame(from_nick: &str, thread: &str, b64: &str) -> String {
+    format!(
+        "<message xmlns='jabber:client' type='groupchat' from='{ROOM}/{from_nick}' to='{ME}'>\
+         <thread>{thread}</thread><no-store xmlns='urn:xmpp:hints'/>\
+         <x xmlns='urn:xmpp:webxdc:0'><data>{b64}</data></x></message>"
+    )
+}
+
+fn payload(d: Delivery) -> Vec<u8> {
+    match d {
+        Delivery::Payload(p) => p.data,
+        other => panic!("expected a payload, got {other:?}"),
+    }
+}
+
+#[test]
+fn delivers_to_the_matching_channel_only() {
+    let mut e = engine();
+    let (t1, in1) = e.join(Chat::Group(room()), "t1").unwrap();
+    let (_t2, in2) = e.join(Chat::Group(room()), "t2").unwrap();
+    assert_eq!(
+        e.handle_xml(&group_frame("bob", "t1", "aGk=")),
+        Handled::Delivered(t1)
+    );
+    assert_eq!(payload(in1.try_recv().unwrap()), b"hi");
+    assert!(in2.try_recv().is_err());
+    assert_eq!(
+        e.handle_xml(&group_frame("bob", "t3", "aGk=")),
+        Handled::NoChannel
+    );
+}
+
+#[test]
+fn own_reflection_is_an_echo_by_nick_and_by_origin_id() {
+    let mut e = engine();
+    let (ch, inbox) = e.join(Chat::Group(room()), "t").unwrap();
+    // Reflection from our own occupant JID.
+    assert_eq!(
+        e.handle_xml(&group_frame("alice-phone", "t", "aGk=")),
+        Handled::Echo
+    );
+    // Reflection under another nick (the room renamed us) but with our id.
+    e.send(ch, b"x").unwrap();
+    let out = e.poll_transmit().unwrap();
+    let id = out
+        .get_child("origin-id", "urn:xmpp:sid:0")
+        .unwrap()
+        .attr("id")
+        .unwrap()
+        .to_owned();
+    let reflected = format!(
+        "<message xmlns='jabber:client' type='groupchat' from='{ROOM}/renamed' to='{ME}'>\
+         <thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>eA==</data></x>\
+         <origin-id xmlns='urn:xmpp:sid:0' id='{id}'/></message>"
+    );
+    assert_eq!(e.handle_xml(&reflected), Handled::Echo);
+    assert!(inbox.try_recv().is_err());
+}
+
+#[test]
+fn privacy_only_the_chat_may_deliver() {
+    let mut e = engine();
+    let (_ch, inbox) = e.join(Chat::Group(room()), "t").unwrap();
+    let cases = [
+        // Another room.
+        group_frame("bob", "t", "aGk=").replace(ROOM, "other@conference.example.org"),
+        // The room itself, no occupant.
+        group_frame("bob", "t", "aGk=").replace(&format!("{ROOM}/bob"), ROOM),
+        // A contact sending a groupchat frame directly.
+        group_frame("bob", "t", "aGk=").replace(&format!("{ROOM}/bob"), "eve@evil.example/x"),
+        // A private message through the room.
+        group_frame("bob", "t", "aGk=").replace("type='groupchat'", "type='chat'"),
+    ];
+    for xml in &cases {
+        assert_eq!(
+            e.handle_xml(xml),
+            Handled::Rejected(Rejection::NotFromChat),
+            "{xml}"
+        );
+    }
+    // Addressed to somebody else.
+    let wrong_to = group_frame("bob", "t", "aGk=").replace(ME, "carol@example.org/x");
+    assert_eq!(
+        e.handle_xml(&wrong_to),
+        Handled::Rejected(Rejection::WrongAddressee)
+    );
+    assert!(inbox.try_recv().is_err());
+}
+
+#[test]
+fn a_room_not_joined_delivers_nothing_and_refuses_sends() {
+    let mut e = Engine::new(EngineConfig::default());
+    e.set_online(ME.parse().unwrap(), false);
+    e.join_room(room(), "alice-phone");
+    let presence = e.poll_transmit().unwrap();
+    assert_eq!(presence.name(), "presence");
+    assert_eq!(presence.attr("to"), Some(&*format!("{ROOM}/alice-phone")));
+    let history = presence
+        .get_child("x", "http://jabber.org/protocol/muc")
+        .and_then(|x| x.get_child("history", "http://jabber.org/protocol/muc"))
+        .unwrap();
+    assert_eq!(history.attr("maxstanzas"), Some("0"));
+
+    let (ch, _inbox) = e.join(Chat::Group(room()), "t").unwrap();
+    assert_eq!(
+        e.handle_xml(&group_frame("bob", "t", "aGk=")),
+        Handled::Rejected(Rejection::RoomNotJoined)
+    );
+    assert_eq!(
+        e.send(ch, b"x").unwrap_err(),
+        SendError::RoomNotJoined(room())
+    );
+
+    // The room confirms (status 110) under a nick it chose.
+    e.handle_xml(&format!(
+        "<presence xmlns='jabber:client' from='{ROOM}/alice-2' to='{ME}'>\
+         <x xmlns='http://jabber.org/protocol/muc#user'><status code='110'/><status code='210'/></x></presence>"
+    ));
+    assert_eq!(
+        e.poll_event(),
+        Some(EngineEvent::RoomJoined {
+            room: room(),
+            nick: "alice-2".into()
+        })
+    );
+    assert_eq!(e.room_state(&room()), Some(RoomState::Joined));
+    assert_eq!(
+        e.handle_xml(&group_frame("alice-2", "t", "aGk=")),
+        Handled::Echo
+    );
+    e.send(ch, b"x").unwrap();
+}
+
+#[test]
+fn a_refused_join_is_an_event() {
+    let mut e = Engine::new(EngineConfig::default());
+    e.set_online(ME.parse().unwrap(), false);
+    e.join_room(room(), "alice-phone");
+    e.handle_xml(&format!(
+        "<presence xmlns='jabber:client' type='error' from='{ROOM}/alice-phone'>\
+         <error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"
+    ));
+    assert_eq!(
+        e.poll_event(),
+        Some(EngineEvent::RoomJoinFailed {
+            room: room(),
+            condition: "forbidden".into()
+        })
+    );
+}
+
+#[test]
+fn size_limit_join_and_leave_rules() {
+    let mut e = engine();
+    let (ch, inbox) = e.join(Chat::Group(room()), "t").unwrap();
+    assert_eq!(
+        e.join(Chat::Group(room()), "t").unwrap_err(),
+        JoinError::AlreadyJoined
+    );
+    assert_eq!(
+        e.join(Chat::Group(room()), "").unwrap_err(),
+        JoinError::InvalidThread
+    );
+    assert_eq!(
+        e.send(ch, &vec![0; MAX_PAYLOAD + 1]).unwrap_err(),
+        SendError::TooLarge {
+            size: MAX_PAYLOAD + 1
+        }
+    );
+    assert_eq!(
+        e.transmit_len(),
+        0,
+        "nothing may be queued for an oversize payload"
+    );
+    e.send(ch, &vec![0; MAX_PAYLOAD]).unwrap();
+    assert_eq!(e.transmit_len(), 1);
+
+    e.handle_xml(&group_frame("bob", "t", "aGk="));
+    assert!(e.leave(ch));
+    assert!(!e.leave(ch), "leave twice is harmless");
+    assert!(
+        inbox.try_recv().is_err(),
+        "queued data is discarded at leave"
+    );
+    assert_eq!(e.send(ch, b"x").unwrap_err(), SendError::Left);
+    assert_eq!(
+        e.handle_xml(&group_frame("bob", "t", "aGk=")),
+        Handled::NoChannel
+    );
+    let (again, inbox) = e.join(Chat::Group(room()), "t").unwrap();
+    assert_eq!(
+        e.handle_xml(&group_frame("bob", "t", "aGk=")),
+        Handled::Delivered(again)
+    );
+    assert_eq!(payload(inbox.try_recv().unwrap()), b"hi");
+}
+
+#[test]
+fn malformed_and_hostile_input_is_rejected_without_panic() {
+    let mut e = engine();
+    let (_ch, inbox) = e.join(Chat::Group(room()), "t").unwrap();
+    let huge = "A".repeat(400_000);
+    let cases = [
+        group_frame("bob", "t", "not base64!"),
+        group_frame("bob", "t", &huge),
+        group_frame("bob", "", "aGk="),
+        "<message xmlns='jabber:client' type='groupchat'><unclosed>".to_owned(),
+        "definitely not xml".to_owned(),
+    ];
+    for xml in &cases {
+        assert!(
+            matches!(e.handle_xml(xml), Handled::Rejected(_)),
+            "{}",
+            &xml[..xml.len().min(80)]
+        );
+    }
+    assert!(matches!(
+        e.handle_xml(&group_frame("bob", "t", "aGk=").replace("type='groupchat'", "type='error'")),
+        Handled::Rejected(Rejection::Malformed(WireError::ErrorBounce { .. }))
+    ));
+    assert!(inbox.try_recv().is_err());
+}
+
+#[test]
+fn a_slow_reader_gets_an_overflow_report_and_bounded_memory() {
+    let mut e = Engine::new(EngineConfig {
+        queue: QueueLimits {
+            max_items: 10,
+            max_bytes: 1 << 20,
+        },
+        ..EngineConfig::default()
+    });
+    e.set_online(ME.parse().unwrap(), false);
+    e.adopt_room(room(), "alice-phone");
+    let (_ch, inbox) = e.join(Chat::Group(room()), "t").unwrap();
+    for i in 0..25u8 {
+        e.handle_xml(&group_frame("bob", "t", &STANDARD.encode([i])));
+    }
+    assert_eq!(inbox.len(), 10);
+    assert_eq!(inbox.try_recv().unwrap(), Delivery::Lagged { dropped: 15 });
+    // The newest ten survive, in order.
+    for i in 15..25u8 {
+        assert_eq!(payload(inbox.try_recv().unwrap()), [i]);
+    }
+}
+
+#[test]
+fn reconnection_rejoins_rooms_and_tells_channels() {
+    let mut e = engine();
+    let (ch, inbox) = e.join(Chat::Group(room()), "t").unwrap();
+    e.set_offline();
+    assert_eq!(e.send(ch, b"x").unwrap_err(), SendError::Disconnected);
+    assert_eq!(
+        inbox.try_recv().unwrap(),
+        Delivery::Connection(webxdc_realtime_xmpp::ConnectionEvent::Disconnected)
+    );
+    // A resumed session keeps the room.
+    e.set_online(ME.parse().unwrap(), true);
+    assert_eq!(e.transmit_len(), 0);
+    assert_eq!(e.room_state(&room()), Some(RoomState::Joined));
+    // A new session must enter the room again.
+    e.set_offline();
+    e.set_online("alice@example.org/new".parse().unwrap(), false);
+    let p = e.poll_transmit().unwrap();
+    assert_eq!(p.name(), "presence");
+    assert_eq!(e.room_state(&room()), Some(RoomState::Joining));
+    let kinds: Vec<Delivery> = std::iter::from_fn(|| inbox.try_recv().ok()).collect();
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+}
+
+#[test]
+fn direct_chats_are_keyed_by_the_contact() {
+    let mut e = engine();
+    let bob: BareJid = "bob@example.org".parse().unwrap();
+    let (ch, inbox) = e.join(Chat::Direct(bob.clone()), "t").unwrap();
+    e.send(ch, b"hi").unwrap();
+    let out = e.poll_transmit().unwrap();
+    assert_eq!(out.attr("type"), Some("chat"));
+    assert_eq!(out.attr("to"), Some("bob@example.org"));
+    let from_bob = "<message xmlns='jabber:client' type='chat' from='bob@example.org/laptop'>\
+        <thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data></x></message>";
+    assert_eq!(e.handle_xml(from_bob), Handled::Delivered(ch));
+    assert_eq!(payload(inbox.try_recv().unwrap()), b"hi");
+    let from_carol = from_bob.replace("bob@", "carol@");
+    assert_eq!(e.handle_xml(&from_carol), Handled::NoChannel);
+}
