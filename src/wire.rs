@@ -370,7 +370,8 @@ mod tests {
 
     #[test]
     fn malformed_frames_are_errors() {
-        let cases: &[(&str, fn(&WireError) -> bool)] = &[
+        type Check = fn(&WireError) -> bool;
+        let cases: &[(&str, Check)] = &[
             (
                 "<message xmlns='jabber:client' from='a@b/c' type='chat'><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data></x></message>",
                 |e| *e == WireError::MissingThread,

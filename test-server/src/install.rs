@@ -162,3 +162,30 @@ fn stop_system_service(service: &str) {
             .output();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    #[ignore = "runs apt-get update and install: needs root and the network"]
+    fn runs_apt_for_a_missing_package() {
+        // Claim an installed package is missing for the first check and
+        // the re-check under the locks, so that apt-get really runs (as a
+        // no-op install).
+        let checks = AtomicUsize::new(0);
+        ensure_package("openssl", None, || {
+            checks.fetch_add(1, Ordering::SeqCst) >= 2
+        })
+        .unwrap();
+        assert_eq!(checks.load(Ordering::SeqCst), 3);
+        assert!(find_program("openssl").is_some());
+    }
+
+    #[test]
+    fn finds_programs() {
+        assert!(find_program("sh").is_some());
+        assert!(find_program("surely-no-such-program-xts").is_none());
+    }
+}

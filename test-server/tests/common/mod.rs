@@ -283,6 +283,7 @@ pub fn owner_death_helper(kind: ServerKind) {
     }
     let server = TestServer::start(options(kind)).unwrap();
     println!("xts-helper-pid {}", server.pid());
+    println!("xts-helper-dir {}", server.dir().display());
     io::stdout().flush().unwrap();
     std::process::exit(0);
 }
@@ -327,6 +328,11 @@ pub fn check_owner_death(kind: ServerKind, helper_test: &str) {
         "{kind}: orphaned server exited {:?} after its owner",
         t.elapsed()
     );
+    // Nobody else will remove the orphan's directory.
+    let dir = stdout
+        .lines()
+        .find_map(|l| l.split("xts-helper-dir ").nth(1));
+    std::fs::remove_dir_all(dir.expect("helper printed no dir").trim()).unwrap();
 }
 
 pub fn check_tls(kind: ServerKind) {
