@@ -57,6 +57,8 @@ use crate::error::{JoinError, SendError};
 use crate::inbox::{inbox, ConnectionEvent, Delivery, Inbox, InboxWriter, Payload, QueueLimits};
 use crate::wire::{self, ChatKind, WireError, MAX_PAYLOAD};
 
+/// Most engine events kept for [`Engine::poll_event`].
+const MAX_QUEUED_EVENTS: usize = 1024;
 const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
@@ -139,6 +141,17 @@ pub enum EngineEvent {
     RoomLeft {
         /// The room.
         room: BareJid,
+    },
+    /// A valid frame arrived for an app instance that no channel here has
+    /// joined (it was dropped). Lets a bot or a messenger discover the
+    /// instances its peers use and join them.
+    UnjoinedInstance {
+        /// The chat the frame came from.
+        chat: Chat,
+        /// The app instance (thread).
+        thread: String,
+        /// Who sent it.
+        from: Jid,
     },
     /// One of our frames (or a message to this chat) bounced with an error.
     SendBounced {
@@ -379,7 +392,7 @@ impl Engine {
         r.state = RoomState::Joining;
         let Ok(to) = room.with_resource_str(&r.nick) else {
             r.state = RoomState::NotJoined;
-            self.events.push_back(EngineEvent::RoomJoinFailed {
+            self.push_event(EngineEvent::RoomJoinFailed {
                 room: room.clone(),
                 condition: "jid-malformed".to_owned(),
             });
@@ -588,7 +601,7 @@ impl Engine {
                     } else {
                         Chat::Direct(bare)
                     };
-                    self.events.push_back(EngineEvent::SendBounced {
+                    self.push_event(EngineEvent::SendBounced {
                         chat,
                         condition: condition.clone(),
                     });
@@ -632,7 +645,14 @@ impl Engine {
                 Chat::Direct(bare)
             }
         };
-        let Some(&id) = self.keys.get(&(chat, frame.thread)) else {
+        let key = (chat, frame.thread);
+        let Some(&id) = self.keys.get(&key) else {
+            let (chat, thread) = key;
+            self.push_event(EngineEvent::UnjoinedInstance {
+                chat,
+                thread,
+                from: frame.from,
+            });
             return Handled::NoChannel;
         };
         if let Some(e) = self.channels.get(&id) {
@@ -644,13 +664,22 @@ impl Engine {
         Handled::Delivered(id)
     }
 
+    /// Queues an event; the oldest is dropped when nobody drains them, so
+    /// an embedder that ignores events does not grow memory without bound.
+    fn push_event(&mut self, ev: EngineEvent) {
+        if self.events.len() >= MAX_QUEUED_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(ev);
+    }
+
     fn note_bounce(&mut self, el: &Element) {
         let Some(from) = el.attr("from").and_then(|f| Jid::new(f).ok()) else {
             return;
         };
         let bare = from.to_bare();
         if self.rooms.contains_key(&bare) {
-            self.events.push_back(EngineEvent::SendBounced {
+            self.push_event(EngineEvent::SendBounced {
                 chat: Chat::Group(bare),
                 condition: error_condition(el),
             });
@@ -669,9 +698,10 @@ impl Engine {
         if ptype == Some("error") {
             if room.state == RoomState::Joining {
                 room.state = RoomState::NotJoined;
-                self.events.push_back(EngineEvent::RoomJoinFailed {
+                let condition = error_condition(el);
+                self.push_event(EngineEvent::RoomJoinFailed {
                     room: room_jid,
-                    condition: error_condition(el),
+                    condition,
                 });
             }
             return;
@@ -686,27 +716,28 @@ impl Engine {
         if !is_self {
             return;
         }
-        match ptype {
+        let event = match ptype {
             None => {
                 if let Some(nick) = from.resource() {
                     // The room may have rewritten our nick (status 210).
                     room.nick = nick.to_string();
                 }
-                if room.state != RoomState::Joined {
-                    room.state = RoomState::Joined;
-                    self.events.push_back(EngineEvent::RoomJoined {
-                        room: room_jid,
-                        nick: room.nick.clone(),
-                    });
+                if room.state == RoomState::Joined {
+                    return;
+                }
+                room.state = RoomState::Joined;
+                EngineEvent::RoomJoined {
+                    room: room_jid,
+                    nick: room.nick.clone(),
                 }
             }
             Some("unavailable") => {
                 room.state = RoomState::NotJoined;
-                self.events
-                    .push_back(EngineEvent::RoomLeft { room: room_jid });
+                EngineEvent::RoomLeft { room: room_jid }
             }
-            Some(_) => {}
-        }
+            Some(_) => return,
+        };
+        self.push_event(event);
     }
 }
 

@@ -14,6 +14,7 @@
 //! old session the rooms are joined again by themselves.
 
 mod actor;
+mod connector;
 mod login;
 
 use std::net::SocketAddr;
@@ -26,9 +27,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use jid::{BareJid, FullJid, Jid};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio_xmpp::connect::{
-    DnsConfig, ServerConnector, StartTlsServerConnector, TcpServerConnector,
-};
+use tokio_xmpp::connect::{DnsConfig, ServerConnector};
 use tokio_xmpp::stanzastream::{Event, StanzaStream, StreamEvent};
 use tokio_xmpp::xmlstream::Timeouts;
 
@@ -212,11 +211,11 @@ impl Client {
         match config.transport.clone() {
             Transport::StartTls(None) => {
                 let dns = DnsConfig::srv_default_client(config.jid.domain().as_str());
-                Self::connect_with(StartTlsServerConnector::from(dns), config).await
+                Self::connect_with(connector::StartTls(dns), config).await
             }
             Transport::StartTls(Some((host, port))) => {
                 let dns = DnsConfig::no_srv(&host, port);
-                Self::connect_with(StartTlsServerConnector::from(dns), config).await
+                Self::connect_with(connector::StartTls(dns), config).await
             }
             Transport::PlaintextLoopback(addr) => {
                 if !addr.ip().is_loopback() {
@@ -226,7 +225,7 @@ impl Client {
                 }
                 tracing::warn!(%addr, "unencrypted XMPP connection (loopback test mode)");
                 let dns = DnsConfig::addr(&addr.to_string());
-                Self::connect_with(TcpServerConnector::from(dns), config).await
+                Self::connect_with(connector::Plaintext(dns), config).await
             }
         }
     }

@@ -188,6 +188,11 @@ component_ports = {{ }}
 http_ports = {{ }}
 https_ports = {{ }}
 
+-- Realtime traffic is many small stanzas: with Nagle's algorithm on (the
+-- default) a small write waits for the peer's delayed ACK, adding about
+-- 40 ms per hop. Part of the recommended configuration (docs/operators.md).
+network_settings = {{ nagle = false }}
+
 modules_enabled = {{ {modules}}}
 modules_disabled = {{ "s2s" }}
 
