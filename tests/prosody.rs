@@ -610,3 +610,51 @@ async fn shutdown_ends_channels_and_is_clean() {
         Err(webxdc_realtime_xmpp::GroupError::Closed)
     ));
 }
+
+/// Stanzas that a peer can get the server to forward but that the XML
+/// stanza parser rejects must not cost us the connection.
+#[tokio::test]
+async fn hostile_stanzas_do_not_break_the_connection() {
+    let server = prosody();
+    let b = client(&server, "bob").await;
+    let mut events = b.events();
+    let mut eve = RawSocket::connect(&server, "eve").await;
+    let eve_bare: webxdc_realtime_xmpp::jid::BareJid =
+        eve.jid.split('/').next().unwrap().parse().unwrap();
+    let mut from_eve = b.direct(eve_bare).join_realtime_channel("t").unwrap();
+    let bob = b.jid();
+    let hostile = [
+        // Two threads.
+        format!("<message xmlns='jabber:client' to='{bob}' type='chat'><thread>a</thread><thread>b</thread><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data></x></message>"),
+        // Bad base64 and an oversize claim.
+        format!("<message xmlns='jabber:client' to='{bob}' type='chat'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>!!!!</data></x></message>"),
+        format!("<message xmlns='jabber:client' to='{bob}' type='chat'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>{}</data></x></message>", "QUFB".repeat(43_000)),
+        // Two data elements, unknown type.
+        format!("<message xmlns='jabber:client' to='{bob}' type='chat'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data><data>aGk=</data></x></message>"),
+        format!("<message xmlns='jabber:client' to='{bob}' type='bogus'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data></x></message>"),
+    ];
+    // Written as raw bytes: typed XMPP libraries refuse to build some of
+    // these, but a hostile peer's client can send them and the server
+    // forwards them.
+    for xml in &hostile {
+        eve.write(xml).await;
+    }
+    eve.write(&format!(
+        "<message xmlns='jabber:client' to='{bob}' type='chat'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>b2s=</data></x></message>"
+    ))
+    .await;
+    assert_eq!(next_payload(&mut from_eve).await.data, b"ok");
+    assert!(
+        from_eve.try_recv().is_err(),
+        "a hostile stanza was delivered"
+    );
+    while let Ok(ev) = events.try_recv() {
+        assert!(
+            !matches!(
+                ev,
+                ClientEvent::Disconnected | ClientEvent::Reconnected { .. }
+            ),
+            "the connection dropped: {ev:?}"
+        );
+    }
+}

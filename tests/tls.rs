@@ -40,15 +40,32 @@ async fn starttls_verifies_the_certificate_and_then_carries_payloads() {
             .with_connect_timeout(Duration::from_secs(3)),
     )
     .await;
-    assert!(plain.is_err(), "plaintext login to a TLS-only server succeeded");
+    assert!(
+        plain.is_err(),
+        "plaintext login to a TLS-only server succeeded"
+    );
 
     // With the CA trusted (as a deployment's system roots would be), TLS works.
     std::env::set_var("SSL_CERT_FILE", &ca);
-    let a = Client::connect(tls_config("alice")).await.expect("alice over TLS");
-    let b = Client::connect(tls_config("bob")).await.expect("bob over TLS");
+    let a = Client::connect(tls_config("alice"))
+        .await
+        .expect("alice over TLS");
+    let b = Client::connect(tls_config("bob"))
+        .await
+        .expect("bob over TLS");
     let r = room(&server, "tls");
-    let ca_ch = a.group(r.clone()).await.unwrap().join_realtime_channel("t").unwrap();
-    let mut cb = b.group(r).await.unwrap().join_realtime_channel("t").unwrap();
+    let ca_ch = a
+        .group(r.clone())
+        .await
+        .unwrap()
+        .join_realtime_channel("t")
+        .unwrap();
+    let mut cb = b
+        .group(r)
+        .await
+        .unwrap()
+        .join_realtime_channel("t")
+        .unwrap();
     barrier(&ca_ch, &mut [&mut cb]).await;
     ca_ch.send(b"encrypted hop").await.unwrap();
     assert_eq!(next_payload(&mut cb).await.data, b"encrypted hop");

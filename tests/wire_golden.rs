@@ -27,7 +27,10 @@ fn examples() -> Vec<Example> {
                     .filter_map(|kv| kv.split_once('='))
                     .map(|(k, v)| (k.to_owned(), v.to_owned()))
                     .collect();
-                current = Some(Example { attrs, xml: String::new() });
+                current = Some(Example {
+                    attrs,
+                    xml: String::new(),
+                });
             }
             (Some(_), Some("")) => out.extend(current.take()),
             (Some(ex), _) => {
@@ -59,7 +62,11 @@ fn error_name(e: &WireError) -> &'static str {
 #[test]
 fn every_documented_example_means_what_the_document_says() {
     let examples = examples();
-    assert!(examples.len() >= 9, "found only {} examples", examples.len());
+    assert!(
+        examples.len() >= 9,
+        "found only {} examples",
+        examples.len()
+    );
     for ex in &examples {
         let el: Element = ex.xml.parse().unwrap_or_else(|e| panic!("{e}: {}", ex.xml));
         let golden = ex.attrs["golden"].as_str();
@@ -116,8 +123,11 @@ fn our_encoding_matches_the_documented_example() {
 fn same(a: &Element, b: &Element) -> bool {
     let text = |e: &Element| e.texts().map(str::trim).collect::<String>();
     let attrs = |e: &Element| {
-        let mut v: Vec<(String, String)> =
-            e.attrs().iter().map(|((_, k), v)| (k.to_string(), v.to_owned())).collect();
+        let mut v: Vec<(String, String)> = e
+            .attrs()
+            .iter()
+            .map(|((_, k), v)| (k.to_string(), v.to_owned()))
+            .collect();
         v.sort();
         v
     };

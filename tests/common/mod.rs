@@ -211,3 +211,79 @@ impl RawClient {
         let _ = self.client.send_end().await;
     }
 }
+
+/// A bare-bones XMPP client on a raw socket (plaintext, SASL PLAIN): it can
+/// write any bytes, including stanzas that typed XMPP libraries refuse to
+/// build, as a hostile peer's client would.
+pub struct RawSocket {
+    stream: tokio::net::TcpStream,
+    pub jid: String,
+}
+
+impl RawSocket {
+    pub async fn connect(server: &TestServer, name: &str) -> RawSocket {
+        use base64::Engine as _;
+        let (jid, password) = server.account(name).expect("account");
+        let local = jid.split('@').next().unwrap_or(name).to_owned();
+        let stream = tokio::net::TcpStream::connect(server.c2s_addr())
+            .await
+            .expect("tcp");
+        let mut raw = RawSocket {
+            stream,
+            jid: String::new(),
+        };
+        let header = format!(
+            "<?xml version='1.0'?><stream:stream to='{}' xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
+            server.domain()
+        );
+        raw.write(&header).await;
+        raw.read_until("</stream:features>").await;
+        let creds =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{local}\0{password}"));
+        raw.write(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
+        ))
+        .await;
+        raw.read_until("<success").await;
+        raw.write(&header).await;
+        raw.read_until("</stream:features>").await;
+        raw.write(
+            "<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+             <resource>raw</resource></bind></iq>",
+        )
+        .await;
+        raw.read_until("</iq>").await;
+        raw.write("<presence/>").await;
+        raw.jid = format!("{jid}/raw");
+        raw
+    }
+
+    pub async fn write(&mut self, xml: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.stream
+            .write_all(xml.as_bytes())
+            .await
+            .expect("raw write");
+    }
+
+    async fn read_until(&mut self, needle: &str) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        timeout(PATIENCE, async {
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&got).contains(needle) {
+                let n = self.stream.read(&mut buf).await.expect("raw read");
+                assert!(
+                    n > 0,
+                    "server closed the raw stream: {}",
+                    String::from_utf8_lossy(&got)
+                );
+                got.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await
+        .expect("raw read within the patience window");
+        String::from_utf8_lossy(&got).into_owned()
+    }
+}
