@@ -1,0 +1,14 @@
+//! Runs the conformance suite on the backends that ship with it and prints
+//! the result table. See `spec_tests::runner` for the options.
+
+use spec_tests::backends::{memory::MemoryHarness, xmpp::XmppHarness};
+use spec_tests::runner::Backend;
+
+fn main() {
+    let backends = vec![
+        Backend::new("memory", MemoryHarness::new),
+        Backend::new("xmpp-prosody", XmppHarness::prosody),
+        Backend::new("xmpp-ejabberd", XmppHarness::ejabberd),
+    ];
+    std::process::exit(spec_tests::runner::main(backends));
+}
