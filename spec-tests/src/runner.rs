@@ -456,7 +456,9 @@ pub fn main(backends: Vec<Backend>) -> i32 {
 /// What the [`conformance_tests!`](crate::conformance_tests) macro runs for
 /// one case: builds the harness with `make` on a new multi-thread runtime,
 /// runs the case named `case`, panics with the reason on failure and
-/// prints a note when it is skipped.
+/// prints a note when it is skipped. A backend whose expectations file
+/// (`spec-tests/expectations/NAME.txt`) lists the case must fail it: the
+/// test then passes with a note, and panics if the case unexpectedly passes.
 pub fn run_test<H, F>(case: &str, make: F)
 where
     H: Harness + 'static,
@@ -474,12 +476,24 @@ where
         make()
     };
     let name = harness.name();
+    // A backend that is known to break a rule says so in its expectations
+    // file; the test then checks that reality still matches (it must fail
+    // that case, and pass every other).
+    let expected = load_expectations(&default_expectations(), &name)
+        .unwrap_or_else(|e| panic!("expectations for {name}: {e}"));
     let outcome = rt.block_on(run_guarded((c.run)(harness)));
     drop(rt);
-    match outcome {
-        Outcome::Pass => {}
-        Outcome::Skipped(why) => println!("note: {case} skipped on {name}: {why}"),
-        Outcome::Fail(why) => panic!("{case} failed on {name}: {why}"),
+    match (outcome, expected.get(case)) {
+        (Outcome::Pass, None) => {}
+        (Outcome::Skipped(why), _) => println!("note: {case} skipped on {name}: {why}"),
+        (Outcome::Fail(why), None) => panic!("{case} failed on {name}: {why}"),
+        (Outcome::Fail(why), Some(reason)) => {
+            println!("note: {case} fails on {name} as expected ({reason}): {why}")
+        }
+        (Outcome::Pass, Some(reason)) => panic!(
+            "{case} passed on {name}, but its expectations file says it fails ({reason}): \
+             update spec-tests/expectations/{name}.txt"
+        ),
     }
 }
 
