@@ -412,6 +412,12 @@ impl Engine {
     ///
     /// Fails with [`JoinError::AlreadyJoined`] while an earlier channel for
     /// the same chat and instance has not been left.
+    ///
+    /// Nothing is replayed: the room is entered without history, and the
+    /// channel receives what arrives after this call. A frame that a peer
+    /// sent just before and that is still on its way to this device when
+    /// the channel is joined is delivered; XMPP carries no send time that
+    /// would tell it apart, and the spec's "ephemeral" concerns replay.
     pub fn join(&mut self, chat: Chat, thread: &str) -> Result<(ChannelId, Inbox), JoinError> {
         wire::validate_thread(thread).map_err(|_| JoinError::InvalidThread)?;
         let key = (chat.clone(), thread.to_owned());
