@@ -67,3 +67,8 @@ pub use inbox::{ConnectionEvent, Delivery, Inbox, Payload, QueueLimits};
 pub use jid;
 pub use minidom;
 pub use wire::MAX_PAYLOAD;
+
+/// The README's code blocks, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
