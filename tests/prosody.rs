@@ -28,24 +28,9 @@ async fn three_peers(
     let a = client(server, "alice").await;
     let b = client(server, "bob").await;
     let c = client(server, "carol").await;
-    let mut ca = a
-        .group(r.clone())
-        .await
-        .unwrap()
-        .join_realtime_channel(thread)
-        .unwrap();
-    let mut cb = b
-        .group(r.clone())
-        .await
-        .unwrap()
-        .join_realtime_channel(thread)
-        .unwrap();
-    let mut cc = c
-        .group(r.clone())
-        .await
-        .unwrap()
-        .join_realtime_channel(thread)
-        .unwrap();
+    let mut ca = join(&a, &r, thread).await;
+    let mut cb = join(&b, &r, thread).await;
+    let mut cc = join(&c, &r, thread).await;
     barrier(&ca, &mut [&mut cb, &mut cc]).await;
     barrier(&cb, &mut [&mut ca, &mut cc]).await;
     ([a, b, c], [ca, cb, cc])
@@ -129,18 +114,8 @@ async fn two_devices_of_one_account_are_peers() {
         .unwrap();
     assert_ne!(phone.nick(), laptop.nick());
     let r = room(&server, "devices");
-    let mut p = phone
-        .group(r.clone())
-        .await
-        .unwrap()
-        .join_realtime_channel("t")
-        .unwrap();
-    let mut l = laptop
-        .group(r)
-        .await
-        .unwrap()
-        .join_realtime_channel("t")
-        .unwrap();
+    let mut p = join(&phone, &r, "t").await;
+    let mut l = join(&laptop, &r, "t").await;
     barrier(&p, &mut [&mut l]).await;
     barrier(&l, &mut [&mut p]).await;
     p.send(b"to my laptop").await.unwrap();
@@ -185,28 +160,13 @@ async fn late_joiner_gets_nothing_older() {
     let r = room(&server, "late");
     let a = client(&server, "alice").await;
     let b = client(&server, "bob").await;
-    let ca = a
-        .group(r.clone())
-        .await
-        .unwrap()
-        .join_realtime_channel("t")
-        .unwrap();
-    let mut cb = b
-        .group(r.clone())
-        .await
-        .unwrap()
-        .join_realtime_channel("t")
-        .unwrap();
+    let ca = join(&a, &r, "t").await;
+    let mut cb = join(&b, &r, "t").await;
     barrier(&ca, &mut [&mut cb]).await;
     ca.send(b"old").await.unwrap();
     assert_eq!(next_payload(&mut cb).await.data, b"old"); // the room processed it
     let c = client(&server, "carol").await;
-    let mut cc = c
-        .group(r)
-        .await
-        .unwrap()
-        .join_realtime_channel("t")
-        .unwrap();
+    let mut cc = join(&c, &r, "t").await;
     // The barrier fails on anything but its markers, so "old" never came.
     barrier(&ca, &mut [&mut cc]).await;
     ca.send(b"new").await.unwrap();
@@ -299,12 +259,7 @@ async fn cheogram_interop_both_ways() {
     let server = prosody();
     let r = room(&server, "cheogram");
     let ours = client(&server, "alice").await;
-    let mut ch = ours
-        .group(r.clone())
-        .await
-        .unwrap()
-        .join_realtime_channel("webxdc-thread")
-        .unwrap();
+    let mut ch = join(&ours, &r, "webxdc-thread").await;
     let mut cheogram = RawClient::connect(&server, "cheo").await;
     cheogram.enter_room(&r, "cheo").await;
 
@@ -348,12 +303,7 @@ async fn forged_and_outside_stanzas_are_not_delivered() {
     let server = prosody();
     let r = room(&server, "private");
     let b = client(&server, "bob").await;
-    let mut group = b
-        .group(r.clone())
-        .await
-        .unwrap()
-        .join_realtime_channel("t")
-        .unwrap();
+    let mut group = join(&b, &r, "t").await;
     let mut outsider = RawClient::connect(&server, "eve").await;
     let mut from_eve = b
         .direct(outsider.jid.to_bare())
@@ -477,13 +427,7 @@ async fn three_peers_in(
     let mut chans = Vec::new();
     for name in ["alice", "bob", "carol"] {
         let c = client(server, name).await;
-        chans.push(
-            c.group(r.clone())
-                .await
-                .unwrap()
-                .join_realtime_channel("t")
-                .unwrap(),
-        );
+        chans.push(join(&c, r, "t").await);
         clients.push(c);
     }
     let [mut a, mut b, mut c]: [_; 3] = chans.try_into().unwrap();
@@ -545,18 +489,8 @@ async fn server_restart_reconnects_rejoins_and_delivers_again() {
     let a = client(&server, "alice").await;
     let b = client(&server, "bob").await;
     let mut events = a.events();
-    let mut ca = a
-        .group(r.clone())
-        .await
-        .unwrap()
-        .join_realtime_channel("t")
-        .unwrap();
-    let mut cb = b
-        .group(r)
-        .await
-        .unwrap()
-        .join_realtime_channel("t")
-        .unwrap();
+    let mut ca = join(&a, &r, "t").await;
+    let mut cb = join(&b, &r, "t").await;
     barrier(&ca, &mut [&mut cb]).await;
 
     server.restart().unwrap();
@@ -596,12 +530,7 @@ async fn server_restart_reconnects_rejoins_and_delivers_again() {
 async fn shutdown_ends_channels_and_is_clean() {
     let server = prosody();
     let a = client(&server, "alice").await;
-    let mut ch = a
-        .group(room(&server, "bye"))
-        .await
-        .unwrap()
-        .join_realtime_channel("t")
-        .unwrap();
+    let mut ch = join(&a, &room(&server, "bye"), "t").await;
     a.shutdown().await;
     assert!(ch.next().await.is_none());
     assert_eq!(ch.send(b"x").await.unwrap_err(), SendError::Closed);

@@ -54,18 +54,8 @@ async fn starttls_verifies_the_certificate_and_then_carries_payloads() {
         .await
         .expect("bob over TLS");
     let r = room(&server, "tls");
-    let ca_ch = a
-        .group(r.clone())
-        .await
-        .unwrap()
-        .join_realtime_channel("t")
-        .unwrap();
-    let mut cb = b
-        .group(r)
-        .await
-        .unwrap()
-        .join_realtime_channel("t")
-        .unwrap();
+    let ca_ch = join(&a, &r, "t").await;
+    let mut cb = join(&b, &r, "t").await;
     barrier(&ca_ch, &mut [&mut cb]).await;
     ca_ch.send(b"encrypted hop").await.unwrap();
     assert_eq!(next_payload(&mut cb).await.data, b"encrypted hop");

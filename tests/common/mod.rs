@@ -48,6 +48,16 @@ pub fn room(server: &TestServer, name: &str) -> BareJid {
         .expect("room jid")
 }
 
+/// Enters `room` and joins app instance `thread` in it.
+pub async fn join(client: &Client, room: &BareJid, thread: &str) -> Channel {
+    client
+        .group(room.clone())
+        .await
+        .expect("room joined")
+        .join_realtime_channel(thread)
+        .expect("channel joined")
+}
+
 /// The next payload on `ch`, skipping connection events.
 pub async fn next_payload(ch: &mut Channel) -> Payload {
     timeout(PATIENCE, async {

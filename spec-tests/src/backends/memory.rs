@@ -20,11 +20,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures::StreamExt;
 use webxdc_realtime_xmpp::engine::{ChannelId, Chat, Engine, EngineConfig};
 use webxdc_realtime_xmpp::jid::{BareJid, FullJid, Jid};
 use webxdc_realtime_xmpp::minidom::Element;
-use webxdc_realtime_xmpp::{Delivery, Inbox, JoinError, SendError};
+use webxdc_realtime_xmpp::{Inbox, JoinError};
 use xmpp_parsers::message::MessageType;
 use xmpp_parsers::presence::Type as PresenceType;
 use xmpp_parsers::stanza::Stanza;
@@ -329,27 +328,11 @@ impl Channel for MemoryChannel {
         };
         let sent = d.engine.send(self.id, data);
         net.pump();
-        sent.map_err(|e| match e {
-            SendError::TooLarge { .. } => SendFailure::TooLarge,
-            SendError::Left => SendFailure::Left,
-            other => SendFailure::Other(other.to_string()),
-        })
+        sent.map_err(super::send_failure)
     }
 
     async fn recv(&mut self, timeout: Duration) -> Received {
-        let item = tokio::time::timeout(timeout, async {
-            loop {
-                match self.inbox.next().await {
-                    Some(Delivery::Payload(p)) => return Received::Payload(p.data),
-                    Some(Delivery::Lagged { dropped }) => return Received::Lagged(dropped),
-                    // Connection notices (the simulated restart) are not data.
-                    Some(_) => continue,
-                    None => return Received::Closed,
-                }
-            }
-        })
-        .await;
-        item.unwrap_or(Received::Timeout)
+        super::recv_delivery(&mut self.inbox, timeout).await
     }
 
     async fn leave(&mut self) {

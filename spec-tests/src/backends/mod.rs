@@ -7,3 +7,40 @@
 
 pub mod memory;
 pub mod xmpp;
+
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use webxdc_realtime_xmpp::{Delivery, SendError};
+
+use crate::harness::{Received, SendFailure};
+
+/// The library's send error, as far as the contract cares.
+fn send_failure(e: SendError) -> SendFailure {
+    match e {
+        SendError::TooLarge { .. } => SendFailure::TooLarge,
+        SendError::Left => SendFailure::Left,
+        other => SendFailure::Other(other.to_string()),
+    }
+}
+
+/// The next data item of a library channel (or inbox), within `timeout`.
+/// Connection notices (disconnected, reconnected) are not data: the cases
+/// wait for data.
+async fn recv_delivery(
+    deliveries: &mut (impl Stream<Item = Delivery> + Unpin),
+    timeout: Duration,
+) -> Received {
+    let item = tokio::time::timeout(timeout, async {
+        loop {
+            match deliveries.next().await {
+                Some(Delivery::Payload(p)) => return Received::Payload(p.data),
+                Some(Delivery::Lagged { dropped }) => return Received::Lagged(dropped),
+                Some(_) => continue,
+                None => return Received::Closed,
+            }
+        }
+    })
+    .await;
+    item.unwrap_or(Received::Timeout)
+}

@@ -14,9 +14,8 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use webxdc_realtime_xmpp::jid::BareJid;
-use webxdc_realtime_xmpp::{Client, Config, Delivery, GroupChat, JoinError, SendError};
+use webxdc_realtime_xmpp::{Client, Config, GroupChat, JoinError};
 use xmpp_test_server::{Options, ServerKind, TestServer};
 
 use crate::harness::{
@@ -279,28 +278,11 @@ pub struct XmppChannel {
 
 impl Channel for XmppChannel {
     async fn send(&mut self, data: &[u8]) -> Result<(), SendFailure> {
-        self.inner.send(data).await.map_err(|e| match e {
-            SendError::TooLarge { .. } => SendFailure::TooLarge,
-            SendError::Left => SendFailure::Left,
-            other => SendFailure::Other(other.to_string()),
-        })
+        self.inner.send(data).await.map_err(super::send_failure)
     }
 
     async fn recv(&mut self, timeout: Duration) -> Received {
-        let item = tokio::time::timeout(timeout, async {
-            loop {
-                match self.inner.next().await {
-                    Some(Delivery::Payload(p)) => return Received::Payload(p.data),
-                    Some(Delivery::Lagged { dropped }) => return Received::Lagged(dropped),
-                    // Connection notices (disconnected, reconnected) are
-                    // not data; the cases wait for data.
-                    Some(_) => continue,
-                    None => return Received::Closed,
-                }
-            }
-        })
-        .await;
-        item.unwrap_or(Received::Timeout)
+        super::recv_delivery(&mut self.inner, timeout).await
     }
 
     async fn leave(&mut self) {
