@@ -1,0 +1,147 @@
+//! Workload 7: what the library's wire format costs alone, without any
+//! network: `wire::encode` + `wire::decode` of one frame.
+//!
+//! Two paths are measured:
+//! * `frame`: encode → `minidom::Element` → decode. This is the library's
+//!   own work per payload (the target applies here).
+//! * `xml`: the same plus serialising the element to text and parsing it
+//!   back, the work minidom/tokio-xmpp add on each side of a real socket.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use webxdc_realtime_xmpp::jid::{BareJid, Jid};
+use webxdc_realtime_xmpp::minidom::Element;
+use webxdc_realtime_xmpp::wire::{self, ChatKind};
+
+use crate::stats::Summary;
+
+/// The thread (webxdc instance id) used in every measured frame: as long as
+/// Delta Chat's and Cheogram's message ids typically are.
+pub const THREAD: &str = "f2b9c8e4-3c1d-4d6e-9a55-0b7e1c2d3f40";
+/// A stanza id of the length the library generates (a UUID).
+pub const ID: &str = "6c8e2f0a-1b3d-4e5f-8a9b-0c1d2e3f4a5b";
+
+/// The fixed inputs of one round trip.
+pub struct Fixture {
+    pub room: BareJid,
+    pub from: Jid,
+    pub data: Vec<u8>,
+}
+
+impl Fixture {
+    pub fn new(size: usize) -> Fixture {
+        Fixture {
+            room: "bench@conference.localhost".parse().expect("static JID"),
+            from: "bench@conference.localhost/alice"
+                .parse()
+                .expect("static JID"),
+            data: crate::workloads::payload(size),
+        }
+    }
+
+    /// The stanza the sender writes, as minidom serialises it.
+    pub fn stanza(&self) -> String {
+        let msg = wire::encode(&self.room, ChatKind::Group, THREAD, &self.data, ID)
+            .expect("payload within the limit");
+        String::from(&Element::from(msg))
+    }
+
+    /// encode → Element → decode. Returns the decoded length so the
+    /// optimiser cannot drop the work.
+    pub fn frame_round_trip(&self) -> usize {
+        let mut msg = wire::encode(&self.room, ChatKind::Group, THREAD, &self.data, ID)
+            .expect("payload within the limit");
+        // What the room stamps on the reflected copy.
+        msg.from = Some(self.from.clone());
+        let el = Element::from(msg);
+        let frame = wire::decode(&el)
+            .expect("valid frame")
+            .expect("a realtime frame");
+        frame.data.len()
+    }
+
+    /// The same with XML text in between (serialise and parse).
+    pub fn xml_round_trip(&self) -> usize {
+        let mut msg = wire::encode(&self.room, ChatKind::Group, THREAD, &self.data, ID)
+            .expect("payload within the limit");
+        msg.from = Some(self.from.clone());
+        let text = String::from(&Element::from(msg));
+        let el: Element = text.parse().expect("own output parses");
+        let frame = wire::decode(&el)
+            .expect("valid frame")
+            .expect("a realtime frame");
+        frame.data.len()
+    }
+}
+
+/// Wall-clock cost of one operation (µs): the median and spread of
+/// `batches` batches, each long enough to dwarf the clock's resolution.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpCost {
+    pub size: usize,
+    pub path: String,
+    pub us: Summary,
+    /// Instructions per operation under callgrind, when measured.
+    pub instructions: Option<u64>,
+}
+
+pub fn time_op(size: usize, path: &str, budget: Duration, f: impl Fn() -> usize) -> OpCost {
+    // Calibrate a batch to about 1/50 of the budget.
+    let mut per_batch = 1usize;
+    loop {
+        let t = Instant::now();
+        for _ in 0..per_batch {
+            std::hint::black_box(f());
+        }
+        if t.elapsed() >= budget / 50 || per_batch >= 1 << 24 {
+            break;
+        }
+        per_batch *= 2;
+    }
+    let mut samples = Vec::new();
+    let end = Instant::now() + budget;
+    while Instant::now() < end || samples.len() < 5 {
+        let t = Instant::now();
+        for _ in 0..per_batch {
+            std::hint::black_box(f());
+        }
+        samples.push(t.elapsed().as_secs_f64() * 1e6 / per_batch as f64);
+    }
+    OpCost {
+        size,
+        path: path.to_owned(),
+        us: Summary::of(&samples),
+        instructions: None,
+    }
+}
+
+/// Instructions per encode+decode (`frame` path) under callgrind: the
+/// difference between runs of `n2` and `n1` iterations divided by
+/// `n2 - n1`, so start-up costs cancel out. `None` with the reason when
+/// valgrind or the helper binary is missing.
+pub fn callgrind(helper: &std::path::Path, size: usize, n1: u64, n2: u64) -> Result<u64, String> {
+    let run = |n: u64| -> Result<u64, String> {
+        let out = std::process::Command::new("valgrind")
+            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+            .arg(helper)
+            .args([size.to_string(), n.to_string()])
+            .output()
+            .map_err(|e| format!("cannot run valgrind: {e}"))?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            return Err(format!(
+                "valgrind failed: {}",
+                err.lines().last().unwrap_or("")
+            ));
+        }
+        // "==123== Collected : 4567890"
+        err.lines()
+            .find_map(|l| l.split("Collected :").nth(1))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| "no 'Collected' line in valgrind's output".to_owned())
+    };
+    let a = run(n1)?;
+    let b = run(n2)?;
+    Ok(b.saturating_sub(a) / (n2 - n1))
+}
