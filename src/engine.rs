@@ -49,6 +49,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
+use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::muc::muc::{History, Muc};
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xmpp_parsers::stanza::Stanza;
@@ -556,12 +557,33 @@ impl Engine {
 
     /// Handles one incoming typed stanza.
     pub fn handle_stanza(&mut self, stanza: Stanza) -> Handled {
-        let el = match stanza {
-            Stanza::Message(m) => Element::from(m),
-            Stanza::Presence(p) => Element::from(p),
-            Stanza::Iq(_) => return Handled::NotRealtime,
-        };
-        self.handle_element(&el)
+        match stanza {
+            // Error bounces are rare and need the whole element; every
+            // other message is read in its typed form, which skips a
+            // message -> element conversion that measured as two thirds of
+            // the per-frame cost.
+            Stanza::Message(m) if m.type_ != MessageType::Error => {
+                let handled = self.handle_message(&m);
+                tracing::trace!(?handled, from = ?m.from, "message handled");
+                handled
+            }
+            Stanza::Message(m) => self.handle_element(&Element::from(m)),
+            Stanza::Presence(p) => self.handle_element(&Element::from(p)),
+            Stanza::Iq(_) => Handled::NotRealtime,
+        }
+    }
+
+    fn handle_message(&mut self, m: &Message) -> Handled {
+        if let (Some(own), Some(to)) = (&self.own, &m.to) {
+            if to.to_bare() != own.to_bare() {
+                return Handled::Rejected(Rejection::WrongAddressee);
+            }
+        }
+        match wire::decode_message(m) {
+            Ok(Some(frame)) => self.route(frame),
+            Ok(None) => Handled::NotRealtime,
+            Err(e) => Handled::Rejected(Rejection::Malformed(e)),
+        }
     }
 
     /// Handles one incoming stanza: room presences update room state,
@@ -619,6 +641,11 @@ impl Engine {
             }
             Err(e) => return Handled::Rejected(Rejection::Malformed(e)),
         };
+        self.route(frame)
+    }
+
+    /// Privacy, echo and instance checks of a decoded frame, then delivery.
+    fn route(&mut self, frame: wire::Frame) -> Handled {
         let bare = frame.from.to_bare();
         let chat = match frame.kind {
             ChatKind::Group => {
