@@ -23,7 +23,7 @@ use std::time::Duration;
 use webxdc_realtime_xmpp::engine::{ChannelId, Chat, Engine, EngineConfig};
 use webxdc_realtime_xmpp::jid::{BareJid, FullJid, Jid};
 use webxdc_realtime_xmpp::minidom::Element;
-use webxdc_realtime_xmpp::{Inbox, JoinError};
+use webxdc_realtime_xmpp::Inbox;
 use xmpp_parsers::message::MessageType;
 use xmpp_parsers::presence::Type as PresenceType;
 use xmpp_parsers::stanza::Stanza;
@@ -270,8 +270,7 @@ impl Harness for MemoryHarness {
                 id,
                 inbox,
             }),
-            Some(Err(JoinError::AlreadyJoined)) => Err(JoinFailure::AlreadyJoined),
-            Some(Err(e)) => Err(JoinFailure::Other(e.to_string())),
+            Some(Err(e)) => Err(super::join_failure(e)),
         })
     }
 

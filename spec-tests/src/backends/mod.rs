@@ -11,9 +11,17 @@ pub mod xmpp;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use webxdc_realtime_xmpp::{Delivery, SendError};
+use webxdc_realtime_xmpp::{Delivery, JoinError, SendError};
 
-use crate::harness::{Received, SendFailure};
+use crate::harness::{JoinFailure, Received, SendFailure};
+
+/// The library's join error, as far as the contract cares.
+fn join_failure(e: JoinError) -> JoinFailure {
+    match e {
+        JoinError::AlreadyJoined => JoinFailure::AlreadyJoined,
+        other => JoinFailure::Other(other.to_string()),
+    }
+}
 
 /// The library's send error, as far as the contract cares.
 fn send_failure(e: SendError) -> SendFailure {

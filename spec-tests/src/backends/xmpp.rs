@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use webxdc_realtime_xmpp::jid::BareJid;
-use webxdc_realtime_xmpp::{Client, Config, GroupChat, JoinError};
+use webxdc_realtime_xmpp::{Client, Config, GroupChat};
 use xmpp_test_server::{Options, ServerKind, TestServer};
 
 use crate::harness::{
@@ -240,8 +240,7 @@ impl Harness for XmppHarness {
             .ok_or_else(|| HarnessError(format!("no member {member} in chat {}", chat.0)))?;
         Ok(match group.join_realtime_channel(instance) {
             Ok(inner) => Ok(XmppChannel { inner }),
-            Err(JoinError::AlreadyJoined) => Err(JoinFailure::AlreadyJoined),
-            Err(e) => Err(JoinFailure::Other(e.to_string())),
+            Err(e) => Err(super::join_failure(e)),
         })
     }
 
