@@ -253,10 +253,7 @@ impl Harness for MemoryHarness {
         instance: &str,
     ) -> Result<Result<MemoryChannel, JoinFailure>, HarnessError> {
         let state = self.chat(chat)?;
-        let &device = state
-            .members
-            .get(member)
-            .ok_or_else(|| HarnessError(format!("no member {member} in chat {}", chat.0)))?;
+        let device = super::device_of(&state.members, member, chat.0)?;
         let room = state.room.clone();
         let joined = lock(&self.net)
             .devices
@@ -280,10 +277,7 @@ impl Harness for MemoryHarness {
         member: Member,
     ) -> Result<Member, HarnessError> {
         let state = self.chat(chat)?;
-        let &device = state
-            .members
-            .get(member)
-            .ok_or_else(|| HarnessError(format!("no member {member} in chat {}", chat.0)))?;
+        let device = super::device_of(&state.members, member, chat.0)?;
         let room = state.room.clone();
         let p = self.owner[device];
         let d = self.new_device(p)?;

@@ -13,7 +13,16 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use webxdc_realtime_xmpp::{Delivery, JoinError, SendError};
 
-use crate::harness::{JoinFailure, Received, SendFailure};
+use crate::harness::{HarnessError, JoinFailure, Received, SendFailure};
+
+/// The device behind `member` of chat number `chat`, whose members are
+/// `members` (device numbers).
+fn device_of(members: &[usize], member: usize, chat: usize) -> Result<usize, HarnessError> {
+    members
+        .get(member)
+        .copied()
+        .ok_or_else(|| HarnessError(format!("no member {member} in chat {chat}")))
+}
 
 /// The library's join error, as far as the contract cares.
 fn join_failure(e: JoinError) -> JoinFailure {

@@ -250,10 +250,7 @@ impl Harness for XmppHarness {
         member: Member,
     ) -> Result<Member, HarnessError> {
         let state = self.chat(chat)?;
-        let &device = state
-            .members
-            .get(member)
-            .ok_or_else(|| HarnessError(format!("no member {member} in chat {}", chat.0)))?;
+        let device = super::device_of(&state.members, member, chat.0)?;
         let room = state.room.clone();
         let p = self.devices[device].participant;
         let d = self.new_device(p).await?;
