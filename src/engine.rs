@@ -1,26 +1,34 @@
 //! The sans-IO engine: the realtime contract as a state machine.
 //!
-//! The engine does no IO, owns no clock and needs no async runtime. It is
-//! driven by two kinds of input:
+//! The engine does no IO, owns no clock, draws no random numbers of its own
+//! (stanza ids come from a generator you may replace) and needs no async
+//! runtime. Everything XMPP-shaped it reads or writes goes through
+//! [`wire`](crate::wire).
 //!
-//! * local commands: [`join`](Engine::join), [`send`](Engine::send),
-//!   [`leave`](Engine::leave), rooms to enter ([`join_room`](Engine::join_room)
-//!   or, for a messenger that is already in the room,
-//!   [`adopt_room`](Engine::adopt_room)) and connection changes
-//!   ([`set_online`](Engine::set_online), [`set_offline`](Engine::set_offline));
-//! * incoming stanzas: [`handle_element`](Engine::handle_element) (a
-//!   `minidom::Element`), [`handle_xml`](Engine::handle_xml) (XML text) or
-//!   [`handle_stanza`](Engine::handle_stanza).
+//! **Inputs.** One stanza input, [`handle_stanza`](Engine::handle_stanza)
+//! (typed, as tokio-xmpp and xmpp-parsers deliver it), with two thin
+//! wrappers for messengers that hold an element
+//! ([`handle_element`](Engine::handle_element)) or XML text
+//! ([`handle_xml`](Engine::handle_xml)). Local commands are methods:
+//! [`join`](Engine::join), [`send`](Engine::send), [`leave`](Engine::leave),
+//! rooms ([`join_room`](Engine::join_room), [`adopt_room`](Engine::adopt_room),
+//! [`leave_room`](Engine::leave_room)) and the connection
+//! ([`set_online`](Engine::set_online), [`set_offline`](Engine::set_offline)).
 //!
-//! Its outputs are stanzas to transmit ([`poll_transmit`](Engine::poll_transmit)),
-//! deliveries into each channel's bounded [`Inbox`], and [`EngineEvent`]s
-//! about rooms ([`poll_event`](Engine::poll_event)).
+//! **Outputs.** After any input, call [`poll`](Engine::poll) until it returns
+//! `None`: it yields stanzas to transmit, [`EngineEvent`]s about rooms and,
+//! for a messenger with one event loop, every channel's deliveries in one
+//! place. Deliveries also wait in each channel's bounded [`Inbox`] (returned
+//! by `join`), which an async reader awaits instead;
+//! [`poll_transmit`](Engine::poll_transmit) and
+//! [`poll_event`](Engine::poll_event) are the two narrower views our own
+//! client uses.
 //!
 //! This is the part a messenger with its own XMPP connection embeds: feed it
-//! every stanza the connection receives, send what `poll_transmit` returns.
+//! every stanza the connection receives, send what `poll` returns.
 //!
 //! ```
-//! use webxdc_realtime_xmpp::engine::{Chat, Engine, EngineConfig, Handled};
+//! use webxdc_realtime_xmpp::engine::{Chat, Engine, EngineConfig, Handled, Output};
 //! use webxdc_realtime_xmpp::Delivery;
 //!
 //! let mut engine = Engine::new(EngineConfig::default());
@@ -33,16 +41,21 @@
 //! engine.send(ch, b"hello").unwrap();
 //! let out = engine.poll_transmit().unwrap(); // hand this to your XMPP stream
 //! assert_eq!(out.attr("type"), Some("groupchat"));
+//! assert!(engine.poll().is_none()); // nothing else to do
 //!
 //! let incoming = "<message xmlns='jabber:client' type='groupchat'
 //!     from='team@conference.example.org/bob' to='alice@example.org/phone'>
 //!   <thread>instance-thread</thread><no-store xmlns='urn:xmpp:hints'/>
 //!   <x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data></x></message>";
 //! assert_eq!(engine.handle_xml(incoming), Handled::Delivered(ch));
-//! match inbox.try_recv().unwrap() {
-//!     Delivery::Payload(p) => assert_eq!(p.data, b"hi"),
+//! // One place to poll: the delivery comes out of `poll` (or `inbox`).
+//! match engine.poll() {
+//!     Some(Output::Delivery { channel, delivery: Delivery::Payload(p) }) => {
+//!         assert_eq!((channel, p.data.as_slice()), (ch, &b"hi"[..]));
+//!     }
 //!     other => panic!("unexpected {other:?}"),
 //! }
+//! assert!(inbox.is_empty());
 //! ```
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -50,18 +63,16 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use xmpp_parsers::message::{Message, MessageType};
-use xmpp_parsers::muc::muc::{History, Muc};
-use xmpp_parsers::presence::{Presence, Type as PresenceType};
+use xmpp_parsers::presence::Presence;
 use xmpp_parsers::stanza::Stanza;
 
 use crate::error::{JoinError, SendError};
 use crate::inbox::{inbox, ConnectionEvent, Delivery, Inbox, InboxWriter, Payload, QueueLimits};
-use crate::wire::{self, ChatKind, WireError, MAX_PAYLOAD};
+use crate::wire::muc::{self, RemovalReason, RoomPresence};
+use crate::wire::{self, ChatKind, ErrorCondition, WireError, MAX_PAYLOAD};
 
 /// Most engine events kept for [`Engine::poll_event`].
 const MAX_QUEUED_EVENTS: usize = 1024;
-const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
-const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
 /// A conversation that realtime channels live in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -135,13 +146,16 @@ pub enum EngineEvent {
     RoomJoinFailed {
         /// The room.
         room: BareJid,
-        /// The XMPP error condition.
-        condition: String,
+        /// Why (banned, members-only, nick taken, …).
+        condition: ErrorCondition,
     },
-    /// The room removed us (kick, shutdown, or our own leave confirmed).
+    /// The room removed us (kick, ban, destruction, shutdown) or confirmed
+    /// our own leave.
     RoomLeft {
         /// The room.
         room: BareJid,
+        /// Why.
+        reason: RemovalReason,
     },
     /// A valid frame arrived for an app instance that no channel here has
     /// joined (it was dropped). Lets a bot or a messenger discover the
@@ -159,8 +173,33 @@ pub enum EngineEvent {
         /// The chat the bounce came from.
         chat: Chat,
         /// The XMPP error condition.
-        condition: String,
+        condition: ErrorCondition,
     },
+}
+
+/// What [`Engine::poll`] hands out.
+#[derive(Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Output {
+    /// A stanza to send on the XMPP stream, in this order.
+    Transmit(Box<Stanza>),
+    /// Something about a room or an app instance.
+    Event(EngineEvent),
+    /// A delivery for one channel, taken from its inbox.
+    Delivery {
+        /// The channel it belongs to.
+        channel: ChannelId,
+        /// The delivery.
+        delivery: Delivery,
+    },
+}
+
+/// Makes the `id` of each stanza the engine sends (also its XEP-0359
+/// origin id, by which the engine recognises its own reflection).
+pub type StanzaIds = Box<dyn FnMut() -> String + Send>;
+
+fn random_stanza_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// What [`Engine::handle_element`] did with a stanza.
@@ -222,7 +261,12 @@ pub struct Engine {
     recent_set: HashSet<String>,
     transmit: VecDeque<Stanza>,
     events: VecDeque<EngineEvent>,
+    /// Channels with deliveries not yet taken through [`Engine::poll`], in
+    /// the order they became readable; at most one entry per channel.
+    readable: VecDeque<ChannelId>,
+    readable_set: HashSet<ChannelId>,
     next_id: u64,
+    stanza_ids: StanzaIds,
 }
 
 impl std::fmt::Debug for Engine {
@@ -237,8 +281,16 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// A new engine, offline, with no rooms and no channels.
+    /// A new engine, offline, with no rooms and no channels; stanza ids
+    /// are random UUIDs.
     pub fn new(config: EngineConfig) -> Self {
+        Self::with_stanza_ids(config, Box::new(random_stanza_id))
+    }
+
+    /// A new engine whose stanza ids come from `ids` (for deterministic
+    /// tests and simulations). Ids must be unique: a repeated id would make
+    /// a peer's frame look like our own echo.
+    pub fn with_stanza_ids(config: EngineConfig, ids: StanzaIds) -> Self {
         Engine {
             config,
             own: None,
@@ -251,7 +303,10 @@ impl Engine {
             recent_set: HashSet::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
+            readable: VecDeque::new(),
+            readable_set: HashSet::new(),
             next_id: 0,
+            stanza_ids: ids,
         }
     }
 
@@ -302,6 +357,8 @@ impl Engine {
         self.keys.clear();
         self.rooms.clear();
         self.transmit.clear();
+        self.readable.clear();
+        self.readable_set.clear();
     }
 
     /// Whether the engine believes the stream is up.
@@ -315,8 +372,21 @@ impl Engine {
     }
 
     fn broadcast(&mut self, d: Delivery) {
-        for e in self.channels.values() {
-            e.inbox.push(d.clone());
+        let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+        for id in ids {
+            self.deliver(id, d.clone());
+        }
+    }
+
+    /// Queues `d` in the channel's inbox and marks it readable for
+    /// [`poll`](Self::poll).
+    fn deliver(&mut self, id: ChannelId, d: Delivery) {
+        let Some(e) = self.channels.get(&id) else {
+            return;
+        };
+        e.inbox.push(d);
+        if self.readable_set.insert(id) {
+            self.readable.push_back(id);
         }
     }
 
@@ -365,8 +435,7 @@ impl Engine {
             return;
         };
         if self.online {
-            if let Ok(to) = room.with_resource_str(&r.nick) {
-                let p = Presence::new(PresenceType::Unavailable).with_to(to);
+            if let Some(p) = muc::leave_presence(room, &r.nick) {
                 self.transmit.push_back(Stanza::Presence(p));
             }
         }
@@ -391,18 +460,14 @@ impl Engine {
             return;
         };
         r.state = RoomState::Joining;
-        let Ok(to) = room.with_resource_str(&r.nick) else {
+        let Some(p) = muc::join_presence(room, &r.nick) else {
             r.state = RoomState::NotJoined;
             self.push_event(EngineEvent::RoomJoinFailed {
                 room: room.clone(),
-                condition: "jid-malformed".to_owned(),
+                condition: ErrorCondition::Other("jid-malformed".to_owned()),
             });
             return;
         };
-        let muc = Muc::new().with_history(History::new().with_maxstanzas(0));
-        let p = Presence::new(PresenceType::None)
-            .with_to(to)
-            .with_payloads(vec![muc.into()]);
         self.transmit.push_back(Stanza::Presence(p));
     }
 
@@ -447,6 +512,9 @@ impl Engine {
         let Some(e) = self.channels.remove(&id) else {
             return false;
         };
+        if self.readable_set.remove(&id) {
+            self.readable.retain(|r| *r != id);
+        }
         self.keys.remove(&(e.chat, e.thread));
         e.inbox.close();
         true
@@ -467,15 +535,13 @@ impl Engine {
         self.channels.get(&id).map(|e| (&e.chat, e.thread.as_str()))
     }
 
-    /// Sends `data` to every other peer of the channel: queues one stanza
-    /// for [`poll_transmit`](Self::poll_transmit).
-    ///
-    /// Checked in this order, before anything is queued: the size limit,
-    /// that the channel is joined, that we are online, that its room is
-    /// joined.
-    pub fn send(&mut self, id: ChannelId, data: &[u8]) -> Result<(), SendError> {
-        if data.len() > MAX_PAYLOAD {
-            return Err(SendError::TooLarge { size: data.len() });
+    /// Whether a payload of `len` bytes could be sent on channel `id` now,
+    /// with the error [`send`](Self::send) would return. Checked in this
+    /// order: the size limit, that the channel is joined, that we are
+    /// online, that its room is joined.
+    pub fn check_send(&self, id: ChannelId, len: usize) -> Result<(), SendError> {
+        if len > MAX_PAYLOAD {
+            return Err(SendError::TooLarge { size: len });
         }
         let entry = self.channels.get(&id).ok_or(SendError::Left)?;
         if !self.online {
@@ -486,7 +552,18 @@ impl Engine {
                 return Err(SendError::RoomNotJoined(room.clone()));
             }
         }
-        let stanza_id = uuid::Uuid::new_v4().simple().to_string();
+        Ok(())
+    }
+
+    /// Sends `data` to every other peer of the channel: queues one stanza
+    /// for [`poll`](Self::poll), after the checks of
+    /// [`check_send`](Self::check_send). Nothing is queued on error.
+    pub fn send(&mut self, id: ChannelId, data: &[u8]) -> Result<(), SendError> {
+        self.check_send(id, data.len())?;
+        let Some(entry) = self.channels.get(&id) else {
+            return Err(SendError::Left);
+        };
+        let stanza_id = (self.stanza_ids)();
         let msg = wire::encode(
             entry.chat.jid(),
             entry.chat.kind(),
@@ -521,7 +598,42 @@ impl Engine {
 
     // ----- outputs -----
 
-    /// The next stanza to send, as a typed stanza.
+    /// The next thing to act on: a stanza to transmit first, then a room
+    /// event, then a channel's delivery. Call it after every input until it
+    /// returns `None`.
+    ///
+    /// Deliveries come out per channel in order; across channels, in the
+    /// order the channels became readable. A delivery taken here is no
+    /// longer in the channel's [`Inbox`] (and the other way round).
+    pub fn poll(&mut self) -> Option<Output> {
+        if let Some(s) = self.transmit.pop_front() {
+            return Some(Output::Transmit(Box::new(s)));
+        }
+        if let Some(ev) = self.events.pop_front() {
+            return Some(Output::Event(ev));
+        }
+        while let Some(id) = self.readable.pop_front() {
+            self.readable_set.remove(&id);
+            let Some(e) = self.channels.get(&id) else {
+                continue;
+            };
+            // Empty when the application already read it through its inbox.
+            let Some(delivery) = e.inbox.take() else {
+                continue;
+            };
+            if !e.inbox.is_empty() && self.readable_set.insert(id) {
+                self.readable.push_back(id);
+            }
+            return Some(Output::Delivery {
+                channel: id,
+                delivery,
+            });
+        }
+        None
+    }
+
+    /// The next stanza to send, as a typed stanza (the transmit part of
+    /// [`poll`](Self::poll)).
     pub fn poll_transmit_stanza(&mut self) -> Option<Stanza> {
         self.transmit.pop_front()
     }
@@ -535,19 +647,20 @@ impl Engine {
         })
     }
 
-    /// How many stanzas wait in [`poll_transmit`](Self::poll_transmit).
+    /// How many stanzas wait to be transmitted.
     pub fn transmit_len(&self) -> usize {
         self.transmit.len()
     }
 
-    /// The next room event.
+    /// The next room event (the event part of [`poll`](Self::poll)).
     pub fn poll_event(&mut self) -> Option<EngineEvent> {
         self.events.pop_front()
     }
 
     // ----- inputs -----
 
-    /// Handles one incoming stanza given as XML text.
+    /// Handles one incoming stanza given as XML text: parses it and calls
+    /// [`handle_element`](Self::handle_element).
     pub fn handle_xml(&mut self, xml: &str) -> Handled {
         match xml.parse::<Element>() {
             Ok(el) => self.handle_element(&el),
@@ -555,25 +668,42 @@ impl Engine {
         }
     }
 
-    /// Handles one incoming typed stanza.
-    pub fn handle_stanza(&mut self, stanza: Stanza) -> Handled {
-        match stanza {
-            // Error bounces are rare and need the whole element; every
-            // other message is read in its typed form, which skips a
-            // message -> element conversion that measured as two thirds of
-            // the per-frame cost.
-            Stanza::Message(m) if m.type_ != MessageType::Error => {
-                let handled = self.handle_message(&m);
-                tracing::trace!(?handled, from = ?m.from, "message handled");
-                handled
-            }
-            Stanza::Message(m) => self.handle_element(&Element::from(m)),
-            Stanza::Presence(p) => self.handle_element(&Element::from(p)),
-            Stanza::Iq(_) => Handled::NotRealtime,
+    /// Handles one incoming stanza given as an element: reads it into its
+    /// typed form and calls [`handle_stanza`](Self::handle_stanza).
+    pub fn handle_element(&mut self, el: &Element) -> Handled {
+        match el.name() {
+            "message" => match wire::frame::parse_message(el) {
+                Ok(m) => self.handle_stanza(Stanza::Message(m)),
+                Err(e) => Handled::Rejected(Rejection::Malformed(e)),
+            },
+            // A presence we cannot read cannot be about a room we are in.
+            "presence" => match Presence::try_from(el.clone()) {
+                Ok(p) => self.handle_stanza(Stanza::Presence(p)),
+                Err(_) => Handled::NotRealtime,
+            },
+            _ => Handled::NotRealtime,
         }
     }
 
+    /// Handles one incoming stanza, the engine's one input: room presences
+    /// update room state, realtime frames are checked and delivered, error
+    /// bounces become events, everything else is ignored.
+    pub fn handle_stanza(&mut self, stanza: Stanza) -> Handled {
+        let handled = match &stanza {
+            Stanza::Message(m) => self.handle_message(m),
+            Stanza::Presence(p) => {
+                self.handle_presence(p);
+                Handled::NotRealtime
+            }
+            Stanza::Iq(_) => Handled::NotRealtime,
+        };
+        tracing::trace!(?handled, "stanza handled");
+        handled
+    }
+
     fn handle_message(&mut self, m: &Message) -> Handled {
+        // The server routes to us only what is addressed to our account; a
+        // `to` naming anyone else is a forgery or a routing bug.
         if let (Some(own), Some(to)) = (&self.own, &m.to) {
             if to.to_bare() != own.to_bare() {
                 return Handled::Rejected(Rejection::WrongAddressee);
@@ -581,67 +711,42 @@ impl Engine {
         }
         match wire::decode_message(m) {
             Ok(Some(frame)) => self.route(frame),
-            Ok(None) => Handled::NotRealtime,
+            Ok(None) => {
+                if m.type_ == MessageType::Error {
+                    self.note_bounce(
+                        m.from.as_ref(),
+                        ErrorCondition::of_payloads(&m.payloads),
+                        false,
+                    );
+                }
+                Handled::NotRealtime
+            }
+            Err(WireError::ErrorBounce { from, condition }) => {
+                self.note_bounce(from.as_ref(), condition.clone(), true);
+                Handled::Rejected(Rejection::Malformed(WireError::ErrorBounce {
+                    from: None,
+                    condition,
+                }))
+            }
             Err(e) => Handled::Rejected(Rejection::Malformed(e)),
         }
     }
 
-    /// Handles one incoming stanza: room presences update room state,
-    /// realtime frames are checked and delivered, everything else is ignored.
-    pub fn handle_element(&mut self, el: &Element) -> Handled {
-        let handled = self.handle_element_inner(el);
-        tracing::trace!(
-            ?handled,
-            name = el.name(),
-            from = el.attr("from"),
-            "stanza handled"
-        );
-        handled
-    }
-
-    fn handle_element_inner(&mut self, el: &Element) -> Handled {
-        if el.name() == "presence" {
-            self.handle_presence(el);
-            return Handled::NotRealtime;
-        }
-        if el.name() != "message" {
-            return Handled::NotRealtime;
-        }
-        if let (Some(own), Some(to)) = (&self.own, el.attr("to")) {
-            match Jid::new(to) {
-                Ok(to) if to.to_bare() == own.to_bare() => {}
-                _ => return Handled::Rejected(Rejection::WrongAddressee),
-            }
-        }
-        let frame = match wire::decode(el) {
-            Ok(Some(f)) => f,
-            Ok(None) => {
-                if el.attr("type") == Some("error") {
-                    self.note_bounce(el);
-                }
-                return Handled::NotRealtime;
-            }
-            Err(WireError::ErrorBounce { from, condition }) => {
-                if let Some(from) = from {
-                    let bare = from.to_bare();
-                    let chat = if self.rooms.contains_key(&bare) {
-                        Chat::Group(bare)
-                    } else {
-                        Chat::Direct(bare)
-                    };
-                    self.push_event(EngineEvent::SendBounced {
-                        chat,
-                        condition: condition.clone(),
-                    });
-                }
-                return Handled::Rejected(Rejection::Malformed(WireError::ErrorBounce {
-                    from: None,
-                    condition,
-                }));
-            }
-            Err(e) => return Handled::Rejected(Rejection::Malformed(e)),
+    /// Reports a bounce from a room we know; a bounce of one of our frames
+    /// (`frame`) is reported for a 1:1 chat too.
+    fn note_bounce(&mut self, from: Option<&Jid>, condition: ErrorCondition, frame: bool) {
+        let Some(from) = from else {
+            return;
         };
-        self.route(frame)
+        let bare = from.to_bare();
+        let chat = if self.rooms.contains_key(&bare) {
+            Chat::Group(bare)
+        } else if frame {
+            Chat::Direct(bare)
+        } else {
+            return;
+        };
+        self.push_event(EngineEvent::SendBounced { chat, condition });
     }
 
     /// Privacy, echo and instance checks of a decoded frame, then delivery.
@@ -688,12 +793,13 @@ impl Engine {
             });
             return Handled::NoChannel;
         };
-        if let Some(e) = self.channels.get(&id) {
-            e.inbox.push(Delivery::Payload(Payload {
+        self.deliver(
+            id,
+            Delivery::Payload(Payload {
                 data: frame.data,
                 from: frame.from,
-            }));
-        }
+            }),
+        );
         Handled::Delivered(id)
     }
 
@@ -706,55 +812,27 @@ impl Engine {
         self.events.push_back(ev);
     }
 
-    fn note_bounce(&mut self, el: &Element) {
-        let Some(from) = el.attr("from").and_then(|f| Jid::new(f).ok()) else {
+    fn handle_presence(&mut self, p: &Presence) {
+        let Some((room_jid, what)) = muc::read_presence(p) else {
             return;
         };
-        let bare = from.to_bare();
-        if self.rooms.contains_key(&bare) {
-            self.push_event(EngineEvent::SendBounced {
-                chat: Chat::Group(bare),
-                condition: error_condition(el),
-            });
-        }
-    }
-
-    fn handle_presence(&mut self, el: &Element) {
-        let Some(from) = el.attr("from").and_then(|f| Jid::new(f).ok()) else {
-            return;
-        };
-        let room_jid = from.to_bare();
         let Some(room) = self.rooms.get_mut(&room_jid) else {
             return;
         };
-        let ptype = el.attr("type");
-        if ptype == Some("error") {
-            if room.state == RoomState::Joining {
+        let event = match what {
+            RoomPresence::Refused(condition) => {
+                if room.state != RoomState::Joining {
+                    return;
+                }
                 room.state = RoomState::NotJoined;
-                let condition = error_condition(el);
-                self.push_event(EngineEvent::RoomJoinFailed {
+                EngineEvent::RoomJoinFailed {
                     room: room_jid,
                     condition,
-                });
-            }
-            return;
-        }
-        let is_self = el
-            .get_child("x", NS_MUC_USER)
-            .map(|x| {
-                x.children()
-                    .any(|c| c.is("status", NS_MUC_USER) && c.attr("code") == Some("110"))
-            })
-            .unwrap_or(false);
-        if !is_self {
-            return;
-        }
-        let event = match ptype {
-            None => {
-                if let Some(nick) = from.resource() {
-                    // The room may have rewritten our nick (status 210).
-                    room.nick = nick.to_string();
                 }
+            }
+            RoomPresence::Joined { nick } => {
+                // The room may have rewritten our nick (status 210).
+                room.nick = nick;
                 if room.state == RoomState::Joined {
                     return;
                 }
@@ -764,20 +842,15 @@ impl Engine {
                     nick: room.nick.clone(),
                 }
             }
-            Some("unavailable") => {
+            RoomPresence::Removed(reason) => {
                 room.state = RoomState::NotJoined;
-                EngineEvent::RoomLeft { room: room_jid }
+                EngineEvent::RoomLeft {
+                    room: room_jid,
+                    reason,
+                }
             }
-            Some(_) => return,
+            RoomPresence::Other => return,
         };
         self.push_event(event);
     }
-}
-
-fn error_condition(el: &Element) -> String {
-    el.children()
-        .find(|c| c.name() == "error")
-        .and_then(|e| e.children().find(|c| c.ns() == NS_STANZAS))
-        .map(|c| c.name().to_owned())
-        .unwrap_or_else(|| "undefined-condition".to_owned())
 }

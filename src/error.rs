@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use jid::BareJid;
 
-use crate::wire::MAX_PAYLOAD;
+use crate::wire::{ErrorCondition, MAX_PAYLOAD};
 
 /// Why `join_realtime_channel` failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,7 +57,7 @@ pub enum ConnectError {
     /// The server refused the credentials (wrong password, unknown account).
     /// Not retried: retrying cannot fix it.
     #[error("authentication failed: {0}")]
-    Auth(String),
+    Auth(AuthFailure),
     /// The server could not be reached or the connection failed (refused,
     /// DNS, TLS handshake or certificate) until the connect timeout.
     #[error("could not connect within {timeout:?}: {last_error}")]
@@ -77,14 +77,15 @@ pub enum ConnectError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GroupError {
-    /// The room refused us; `condition` is the XMPP error condition
-    /// (`forbidden`, `registration-required`, `conflict`, …).
+    /// The room refused us: banned ([`ErrorCondition::Forbidden`]),
+    /// members-only ([`ErrorCondition::RegistrationRequired`]), nick taken
+    /// ([`ErrorCondition::Conflict`]), …
     #[error("room {room} refused the join: {condition}")]
     Refused {
         /// The room.
         room: BareJid,
-        /// The XMPP error condition.
-        condition: String,
+        /// Why.
+        condition: ErrorCondition,
     },
     /// No answer from the room within the timeout.
     #[error("no answer from room {room} within {timeout:?}")]
@@ -97,4 +98,26 @@ pub enum GroupError {
     /// The client was shut down.
     #[error("the client is shut down")]
     Closed,
+}
+
+/// Why the server refused to log us in (RFC 6120 §6.5 SASL failures).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthFailure {
+    /// Wrong password or unknown account (`not-authorized`).
+    #[error("wrong password or unknown account")]
+    NotAuthorized,
+    /// The account is disabled (`account-disabled`).
+    #[error("the account is disabled")]
+    AccountDisabled,
+    /// The password has expired (`credentials-expired`).
+    #[error("the password has expired")]
+    CredentialsExpired,
+    /// The server offers no mechanism we support (we speak SCRAM-SHA-1,
+    /// SCRAM-SHA-256 and PLAIN).
+    #[error("the server offers no supported authentication mechanism")]
+    NoMechanism,
+    /// Anything else, as the server or the SASL layer described it.
+    #[error("{0}")]
+    Other(String),
 }

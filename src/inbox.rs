@@ -189,6 +189,18 @@ impl InboxWriter {
         }
     }
 
+    /// Takes the next delivery, as [`Inbox::try_recv`] would: for an
+    /// embedder that reads every channel through the engine.
+    pub(crate) fn take(&self) -> Option<Delivery> {
+        Inbox::pop(&mut lock(&self.shared))
+    }
+
+    /// Whether nothing (not even a lag report) is waiting to be read.
+    pub(crate) fn is_empty(&self) -> bool {
+        let st = lock(&self.shared);
+        st.queue.is_empty() && st.dropped == 0
+    }
+
     /// Bytes currently queued.
     #[cfg(test)]
     pub(crate) fn queued_bytes(&self) -> usize {

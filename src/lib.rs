@@ -61,12 +61,16 @@ pub mod error;
 pub mod inbox;
 pub mod wire;
 
-pub use client::{Channel, Client, ClientEvent, Config, DirectChat, GroupChat};
-pub use error::{ConnectError, GroupError, JoinError, SendError};
-pub use inbox::{ConnectionEvent, Delivery, Inbox, Payload, QueueLimits};
+pub use client::{Channel, Client, ClientEvent, Config, DirectChat, Events, GroupChat};
+pub use engine::{
+    ChannelId, Chat, Engine, EngineConfig, EngineEvent, Handled, Output, Rejection, RoomState,
+};
+pub use error::{AuthFailure, ConnectError, GroupError, JoinError, SendError};
+pub use inbox::{ConnectionEvent, Delivery, Inbox, Payload, QueueLimits, TryRecvError};
 pub use jid;
 pub use minidom;
-pub use wire::MAX_PAYLOAD;
+pub use wire::muc::RemovalReason;
+pub use wire::{ErrorCondition, MAX_PAYLOAD};
 
 /// The README's code blocks, compiled as doctests so they cannot rot.
 #[cfg(doctest)]

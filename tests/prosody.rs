@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures::StreamExt;
 use webxdc_realtime_xmpp::{
-    ClientEvent, Config, ConnectError, ConnectionEvent, Delivery, JoinError, SendError, MAX_PAYLOAD,
+    Client, ClientEvent, Config, ConnectError, ConnectionEvent, Delivery, ErrorCondition,
+    GroupError, JoinError, SendError, MAX_PAYLOAD,
 };
 use xmpp_test_server::{Options, TestServer};
 
@@ -92,7 +93,10 @@ async fn oversize_is_rejected_locally_and_the_connection_stays_up() {
     a.send(b"next").await.unwrap();
     assert_eq!(next_payload(&mut b).await.data, b"next");
     assert!(
-        !matches!(events.try_recv(), Ok(ClientEvent::Disconnected)),
+        !matches!(
+            events.try_recv(),
+            Ok(ClientEvent::Connection(ConnectionEvent::Disconnected))
+        ),
         "the oversize payload must not have touched the stream"
     );
 }
@@ -519,9 +523,14 @@ async fn server_restart_reconnects_rejoins_and_delivers_again() {
     while let Ok(ev) = events.try_recv() {
         kinds.push(ev);
     }
-    assert!(kinds.contains(&ClientEvent::Disconnected), "{kinds:?}");
     assert!(
-        kinds.contains(&ClientEvent::Reconnected { resumed: false }),
+        kinds.contains(&ClientEvent::Connection(ConnectionEvent::Disconnected)),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&ClientEvent::Connection(ConnectionEvent::Reconnected {
+            resumed: false
+        })),
         "{kinds:?}"
     );
 }
@@ -579,11 +588,55 @@ async fn hostile_stanzas_do_not_break_the_connection() {
     );
     while let Ok(ev) = events.try_recv() {
         assert!(
-            !matches!(
-                ev,
-                ClientEvent::Disconnected | ClientEvent::Reconnected { .. }
-            ),
+            !matches!(ev, ClientEvent::Connection(_)),
             "the connection dropped: {ev:?}"
         );
+    }
+}
+
+/// Leaving a room before shutdown: its channels end at once, the peers in
+/// the room go on, and the room can be entered again.
+#[tokio::test]
+async fn leaving_a_room_ends_its_channels_and_it_can_be_entered_again() {
+    let server = prosody();
+    let r = room(&server, "leave-room");
+    let a = client(&server, "alice").await;
+    let b = client(&server, "bob").await;
+    let c = client(&server, "carol").await;
+    let mut ca = join(&a, &r, "t").await;
+    let mut cb = join(&b, &r, "t").await;
+    let mut cc = join(&c, &r, "t").await;
+    barrier(&ca, &mut [&mut cb, &mut cc]).await;
+
+    b.group(r.clone()).await.unwrap().leave().await;
+    assert!(cb.next().await.is_none(), "the channel ends with its room");
+    assert!(cb.is_left());
+    assert_eq!(cb.send(b"x").await.unwrap_err(), SendError::Left);
+    // The others go on.
+    barrier(&ca, &mut [&mut cc]).await;
+    // Entering again gives working channels.
+    let mut cb = join(&b, &r, "t").await;
+    barrier(&ca, &mut [&mut cb, &mut cc]).await;
+    barrier(&cb, &mut [&mut ca]).await;
+}
+
+/// A nick that is taken is refused with a typed cause.
+#[tokio::test]
+async fn a_taken_nick_is_refused_with_a_typed_condition() {
+    let server = prosody();
+    let r = room(&server, "nick-taken");
+    let a = Client::connect(config(&server, "alice").with_nick("same"))
+        .await
+        .unwrap();
+    let b = Client::connect(config(&server, "bob").with_nick("same"))
+        .await
+        .unwrap();
+    a.group(r.clone()).await.unwrap();
+    match b.group(r.clone()).await {
+        Err(GroupError::Refused { room, condition }) => {
+            assert_eq!(room, r);
+            assert_eq!(condition, ErrorCondition::Conflict);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
     }
 }

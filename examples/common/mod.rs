@@ -3,10 +3,13 @@
 use std::collections::HashSet;
 
 use futures::StreamExt;
-use tokio::sync::broadcast::error::RecvError;
-use webxdc_realtime_xmpp::engine::{Chat, EngineEvent};
 use webxdc_realtime_xmpp::jid::BareJid;
-use webxdc_realtime_xmpp::{Channel, Client, ClientEvent, Delivery};
+use webxdc_realtime_xmpp::{Channel, Chat, Client, ClientEvent, Delivery, EngineEvent};
+
+/// Most app instances the bot takes part in. An occupant can invent thread
+/// ids at will; without a cap each one would cost the bot a channel and a
+/// task for as long as it runs.
+const MAX_CHANNELS: usize = 64;
 
 /// Enters `rooms` and takes part in every realtime channel it sees there
 /// (and in 1:1 chats): prints what arrives, answers `ping…` with `pong…`
@@ -25,10 +28,17 @@ pub async fn serve(
     let mut joined = HashSet::new();
     loop {
         match events.recv().await {
-            Ok(ClientEvent::Room(EngineEvent::UnjoinedInstance { chat, thread, from })) => {
-                if !joined.insert((chat.clone(), thread.clone())) {
+            Some(ClientEvent::Room(EngineEvent::UnjoinedInstance { chat, thread, from })) => {
+                if joined.contains(&(chat.clone(), thread.clone())) {
                     continue;
                 }
+                if joined.len() >= MAX_CHANNELS {
+                    println!(
+                        "bot: {from} uses app instance '{thread}': not joining, already in {MAX_CHANNELS} instances"
+                    );
+                    continue;
+                }
+                joined.insert((chat.clone(), thread.clone()));
                 println!("bot: {from} uses app instance '{thread}': joining it");
                 let channel = match &chat {
                     Chat::Group(room) => client
@@ -41,9 +51,8 @@ pub async fn serve(
                 };
                 tokio::spawn(answer(channel, thread));
             }
-            Ok(ClientEvent::Closed) | Err(RecvError::Closed) => return Ok(()),
-            Ok(other) => println!("bot: {other:?}"),
-            Err(RecvError::Lagged(n)) => println!("bot: missed {n} client events"),
+            Some(ClientEvent::Closed) | None => return Ok(()),
+            Some(other) => println!("bot: {other:?}"),
         }
     }
 }

@@ -3,7 +3,8 @@
 //! It owns the XMPP stream and runs one `select!` over the stream's events
 //! and the handles' commands. After each input it pumps the engine: stanzas
 //! the engine queued go to the stream, room events go to whoever waits for
-//! them and to [`ClientEvent`] subscribers.
+//! them and to [`ClientEvent`] subscribers. Our JID and whether we are
+//! online are the engine's to know; the task keeps no copy.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -17,17 +18,18 @@ use tokio_xmpp::stanzastream::{Event, StanzaStream, StreamEvent};
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xmpp_parsers::stanza::Stanza;
 
-use super::login::AttemptFailed;
+use super::reconnect::AttemptFailed;
 use super::{ClientEvent, Shared};
 use crate::engine::{EngineEvent, RoomState};
 use crate::error::GroupError;
+use crate::inbox::ConnectionEvent;
 
 /// How long a clean close may take before the stream is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub(crate) enum Command {
-    /// The engine has stanzas to transmit.
-    Flush,
+    /// A handle changed the engine's state and may have queued stanzas.
+    Wake,
     /// Enter a room; answer when the room confirms or refuses.
     EnterRoom {
         room: BareJid,
@@ -43,8 +45,6 @@ pub(crate) struct Actor {
     pub commands: mpsc::Receiver<Command>,
     pub reports: mpsc::Receiver<AttemptFailed>,
     pub events: broadcast::Sender<ClientEvent>,
-    pub own: FullJid,
-    pub online: bool,
     pub room_waiters: HashMap<BareJid, Vec<oneshot::Sender<Result<(), GroupError>>>>,
 }
 
@@ -60,13 +60,12 @@ impl Actor {
                         done.push(d);
                         break;
                     }
-                    Some(Command::Flush) => {}
+                    Some(Command::Wake) => {}
                     Some(Command::EnterRoom { room, reply }) => self.enter_room(room, reply),
                 },
                 ev = self.stream.next() => match ev {
                     // The stream ended on its own: only after a fatal error.
                     None => {
-                        self.online = false;
                         self.shared.engine().set_offline();
                         let _ = self.events.send(ClientEvent::Closed);
                         // Nothing more can be sent; answer the handles until
@@ -78,17 +77,24 @@ impl Actor {
                         self.shared.engine().handle_stanza(stanza);
                     }
                     Some(Event::Stream(StreamEvent::Reset { bound_jid, .. })) => {
-                        self.start_session(bound_jid).await;
+                        match bound_jid.try_into_full() {
+                            Ok(own) => self.start_session(own).await,
+                            Err(j) => tracing::warn!(%j, "server bound a JID without resource; ignored"),
+                        }
                     }
                     Some(Event::Stream(StreamEvent::Suspended)) => {
-                        self.online = false;
                         self.shared.engine().set_offline();
-                        let _ = self.events.send(ClientEvent::Disconnected);
+                        self.connection_event(ConnectionEvent::Disconnected);
                     }
                     Some(Event::Stream(StreamEvent::Resumed)) => {
-                        self.online = true;
-                        self.shared.engine().set_online(self.own.clone(), true);
-                        let _ = self.events.send(ClientEvent::Reconnected { resumed: true });
+                        let resumed = {
+                            let mut engine = self.shared.engine();
+                            let own = engine.own_jid().cloned();
+                            own.map(|own| engine.set_online(own, true)).is_some()
+                        };
+                        if resumed {
+                            self.connection_event(ConnectionEvent::Reconnected { resumed: true });
+                        }
                     }
                 },
                 Some(report) = self.reports.recv() => {
@@ -106,22 +112,22 @@ impl Actor {
         }
     }
 
-    pub(crate) async fn start_session(&mut self, bound_jid: jid::Jid) {
+    /// A new session is bound to `own` (the first, or after a reconnection
+    /// that could not resume): announce ourselves and re-enter the rooms.
+    pub(crate) async fn start_session(&mut self, own: FullJid) {
         let first = !self.shared.engine().was_ever_online();
-        if let Ok(full) = bound_jid.try_into_full() {
-            self.own = full;
-        }
-        self.online = true;
         // Initial presence first: without it the server does not route
         // 1:1 messages sent to our bare JID to this session.
         self.transmit(Stanza::Presence(Presence::new(PresenceType::None)))
             .await;
-        self.shared.engine().set_online(self.own.clone(), false);
+        self.shared.engine().set_online(own, false);
         if !first {
-            let _ = self
-                .events
-                .send(ClientEvent::Reconnected { resumed: false });
+            self.connection_event(ConnectionEvent::Reconnected { resumed: false });
         }
+    }
+
+    fn connection_event(&self, ev: ConnectionEvent) {
+        let _ = self.events.send(ClientEvent::Connection(ev));
     }
 
     fn enter_room(&mut self, room: BareJid, reply: oneshot::Sender<Result<(), GroupError>>) {
@@ -184,7 +190,7 @@ impl Actor {
                 Command::EnterRoom { reply, .. } => {
                     let _ = reply.send(Err(GroupError::Closed));
                 }
-                Command::Flush => {
+                Command::Wake => {
                     // Sends already failed in the engine (offline).
                     while self.shared.engine().poll_transmit_stanza().is_some() {}
                 }
@@ -194,11 +200,12 @@ impl Actor {
 
     async fn shutdown(mut self) {
         self.shared.closed.store(true, Ordering::Release);
-        {
+        let online = {
             let mut engine = self.shared.engine();
             engine.close_all();
-        }
-        if self.online {
+            engine.is_online()
+        };
+        if online {
             // Leave the rooms politely, then close the stream.
             self.pump().await;
             let _ = self

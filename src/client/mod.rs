@@ -1,21 +1,43 @@
 //! The IO side: an XMPP connection of our own, driven by one tokio task.
 //!
 //! [`Client::connect`] logs in (STARTTLS by default), spawns the task that
-//! owns the stream and the [engine](crate::engine), and returns a cheap,
-//! cloneable handle. [`Client::group`] enters a room (no history) and
-//! [`Client::direct`] names a 1:1 chat; both give a chat handle whose
+//! does all IO, and returns a cheap, cloneable handle. [`Client::group`]
+//! enters a room (no history) and [`Client::direct`] names a 1:1 chat; both
+//! give a chat handle whose
 //! [`join_realtime_channel`](GroupChat::join_realtime_channel) returns a
 //! [`Channel`].
 //!
+//! # Who owns the engine
+//!
+//! The [engine](crate::engine) sits behind a mutex shared by the handles and
+//! the task (quinn's model: shared state plus a wake-up). Handles make their
+//! state changes under a short lock and never wait for the task: `join`,
+//! `leave` and the checks of `send` answer at once, with the same typed
+//! errors as the engine. The task alone does IO: it feeds the engine every
+//! stanza the stream delivers and transmits what the engine queued. A
+//! handle that queued a stanza wakes the task through the bounded command
+//! queue, and it reserves its slot in that queue *before* queueing, which is
+//! how a sender faster than the server is held back: `send().await` waits
+//! for a slot, so neither queue grows without bound.
+//!
+//! # Files
+//!
+//! * `mod.rs`: the configuration and the handles.
+//! * `actor.rs`: the task (one `select!` over the stream and the commands).
+//! * `login.rs`: one login attempt, with its failure classified.
+//! * `reconnect.rs`: the reconnect policy (back-off, reporting).
+//! * `connector.rs`: STARTTLS and loopback-plaintext connectors.
+//!
 //! Connection trouble is reported, never hidden: every channel receives
 //! [`Delivery::Connection`](crate::Delivery::Connection) items, and
-//! [`Client::events`] streams [`ClientEvent`]s (including each failed
+//! [`Client::events`] yields [`ClientEvent`]s (including each failed
 //! reconnection attempt). After a reconnection that could not resume the
 //! old session the rooms are joined again by themselves.
 
 mod actor;
 mod connector;
 mod login;
+mod reconnect;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -33,15 +55,20 @@ use tokio_xmpp::xmlstream::Timeouts;
 
 use crate::engine::{ChannelId, Chat, Engine, EngineConfig, EngineEvent};
 use crate::error::{ConnectError, GroupError, JoinError, SendError};
-use crate::inbox::{Delivery, Inbox, QueueLimits, TryRecvError};
-use crate::wire::MAX_PAYLOAD;
+use crate::inbox::{ConnectionEvent, Delivery, Inbox, QueueLimits, TryRecvError};
 use actor::{Actor, Command};
-use login::{login, LoginError, Reconnector};
+use login::LoginError;
+use reconnect::{first_login, Reconnector};
 
 /// Depth of the command queue between handles and the task, and of the
 /// stream's own queues: enough to keep the socket busy, small enough that a
 /// slow server pushes back on senders instead of filling memory.
 const QUEUE_DEPTH: usize = 64;
+
+/// How many [`ClientEvent`]s a slow [`Events`] reader may fall behind
+/// before it misses some (it is then told how many with
+/// [`ClientEvent::Missed`]).
+const EVENT_BUFFER: usize = 256;
 
 /// How the client reaches the server.
 #[derive(Debug, Clone)]
@@ -133,13 +160,13 @@ impl Config {
     }
 }
 
-/// What happens to the connection and the rooms, for
-/// [`Client::events`] subscribers.
+/// What happens to the connection and the rooms, read from [`Events`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClientEvent {
-    /// The connection was lost; reconnecting.
-    Disconnected,
+    /// The connection was lost or is back: the same events every channel
+    /// receives as [`Delivery::Connection`].
+    Connection(ConnectionEvent),
     /// A reconnection attempt failed; another follows after a back-off.
     ReconnectFailed {
         /// Attempts so far in this outage.
@@ -147,16 +174,45 @@ pub enum ClientEvent {
         /// Why it failed.
         error: String,
     },
-    /// Back online (`resumed`: the old session was resumed; otherwise the
-    /// rooms are being joined again).
-    Reconnected {
-        /// Whether the previous session was resumed.
-        resumed: bool,
-    },
     /// A room event from the engine (joined, left, refused, bounce).
     Room(EngineEvent),
+    /// This reader fell behind and missed this many events.
+    Missed {
+        /// How many events were lost to this reader.
+        count: u64,
+    },
     /// The client stopped: shut down, or the stream failed fatally.
     Closed,
+}
+
+/// A subscription to a client's [`ClientEvent`]s, from
+/// [`Client::events`]. Each subscriber has its own bounded buffer; one that
+/// falls behind loses the oldest events and is told with
+/// [`ClientEvent::Missed`].
+#[derive(Debug)]
+pub struct Events {
+    rx: broadcast::Receiver<ClientEvent>,
+}
+
+impl Events {
+    /// Waits for the next event; `None` once the client is gone.
+    pub async fn recv(&mut self) -> Option<ClientEvent> {
+        match self.rx.recv().await {
+            Ok(ev) => Some(ev),
+            Err(broadcast::error::RecvError::Lagged(count)) => Some(ClientEvent::Missed { count }),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+
+    /// Takes the next event without waiting.
+    pub fn try_recv(&mut self) -> Result<ClientEvent, TryRecvError> {
+        match self.rx.try_recv() {
+            Ok(ev) => Ok(ev),
+            Err(broadcast::error::TryRecvError::Lagged(count)) => Ok(ClientEvent::Missed { count }),
+            Err(broadcast::error::TryRecvError::Empty) => Err(TryRecvError::Empty),
+            Err(broadcast::error::TryRecvError::Closed) => Err(TryRecvError::Closed),
+        }
+    }
 }
 
 /// State shared by the task and the handles.
@@ -177,7 +233,6 @@ struct Inner {
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<ClientEvent>,
-    own: FullJid,
     join_timeout: Duration,
 }
 
@@ -191,9 +246,7 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("jid", &self.inner.own)
-            .finish()
+        f.debug_struct("Client").field("jid", &self.jid()).finish()
     }
 }
 
@@ -244,26 +297,22 @@ impl Client {
             None => Jid::from(config.jid.clone()),
         };
         let timeouts = Timeouts::tight();
-        // The first login: connection errors are retried until the
-        // deadline, refused credentials end it at once.
-        let mut delay = Duration::from_millis(50);
-        let first = loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match login(&connector, &identity, &config.password, timeouts, left).await {
-                Ok(conn) => break conn,
-                Err(LoginError::Auth(e)) => return Err(ConnectError::Auth(e)),
-                Err(LoginError::Transport(e)) => {
-                    if tokio::time::Instant::now() + delay >= deadline {
-                        return Err(ConnectError::Unreachable {
-                            timeout: config.connect_timeout,
-                            last_error: e,
-                        });
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(1));
-                }
-            }
+        let unreachable = |last_error: String| ConnectError::Unreachable {
+            timeout: config.connect_timeout,
+            last_error,
         };
+        let first = first_login(
+            &connector,
+            &identity,
+            &config.password,
+            timeouts,
+            config.connect_timeout,
+        )
+        .await
+        .map_err(|e| match e {
+            LoginError::Auth(a) => ConnectError::Auth(a),
+            LoginError::Transport(e) => unreachable(e),
+        })?;
 
         let closed = Arc::new(AtomicBool::new(false));
         let (report_tx, report_rx) = mpsc::channel(16);
@@ -278,43 +327,14 @@ impl Client {
             shutdown: closed.clone(),
         };
         let mut stream = StanzaStream::new(reconnector.into_callback(), QUEUE_DEPTH);
-
-        // Resource binding happens inside the stream; wait for it.
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let bound = tokio::time::timeout(left, async {
-            loop {
-                match stream.next().await {
-                    Some(Event::Stream(StreamEvent::Reset { bound_jid, .. })) => {
-                        return Ok(bound_jid)
-                    }
-                    Some(_) => continue,
-                    None => return Err("the stream closed during resource binding".to_owned()),
-                }
-            }
-        })
-        .await;
-        let bound_jid = match bound {
-            Ok(Ok(j)) => j,
-            Ok(Err(e)) => {
-                return Err(ConnectError::Unreachable {
-                    timeout: config.connect_timeout,
-                    last_error: e,
-                })
-            }
+        let own = match tokio::time::timeout_at(deadline, bind(&mut stream)).await {
+            Ok(Ok(own)) => own,
+            Ok(Err(e)) => return Err(unreachable(e)),
             Err(_) => {
                 closed.store(true, Ordering::Release);
-                return Err(ConnectError::Unreachable {
-                    timeout: config.connect_timeout,
-                    last_error: "no resource binding before the timeout".into(),
-                });
+                return Err(unreachable("no resource binding before the timeout".into()));
             }
         };
-        let own = bound_jid
-            .try_into_full()
-            .map_err(|j| ConnectError::Unreachable {
-                timeout: config.connect_timeout,
-                last_error: format!("server bound a JID without resource: {j}"),
-            })?;
 
         let nick = config.nick.clone().unwrap_or_else(|| {
             let local = config.jid.node().map(|n| n.as_str()).unwrap_or("peer");
@@ -327,26 +347,24 @@ impl Client {
             closed,
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(QUEUE_DEPTH);
-        let (events, _) = broadcast::channel(256);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
         let mut actor = Actor {
             shared: shared.clone(),
             stream,
             commands: cmd_rx,
             reports: report_rx,
             events: events.clone(),
-            own: own.clone(),
-            online: false,
             room_waiters: Default::default(),
         };
-        // The session is already bound: set it up before handing out handles.
-        actor.start_session(Jid::from(own.clone())).await;
+        // The session is already bound: set it up before handing out
+        // handles, so that the engine knows our JID from the start.
+        actor.start_session(own).await;
         tokio::spawn(actor.run());
         Ok(Client {
             inner: Arc::new(Inner {
                 shared,
                 commands: cmd_tx,
                 events,
-                own,
                 join_timeout: config.join_timeout,
             }),
         })
@@ -360,7 +378,7 @@ impl Client {
             .engine()
             .own_jid()
             .cloned()
-            .unwrap_or_else(|| self.inner.own.clone())
+            .expect("the engine knows our JID before connect returns")
     }
 
     /// The nick this client uses in rooms.
@@ -368,9 +386,11 @@ impl Client {
         &self.inner.shared.nick
     }
 
-    /// Subscribes to connection and room events.
-    pub fn events(&self) -> broadcast::Receiver<ClientEvent> {
-        self.inner.events.subscribe()
+    /// Subscribes to connection and room events (from now on).
+    pub fn events(&self) -> Events {
+        Events {
+            rx: self.inner.events.subscribe(),
+        }
     }
 
     /// Enters the multi-user chat `room` (asking for no history) and waits
@@ -409,6 +429,13 @@ impl Client {
         }
     }
 
+    /// Wakes the task after a state change of the engine that queued
+    /// stanzas. `reserve` first, change the engine, then `send` the permit:
+    /// see the module docs on backpressure.
+    async fn reserve(&self) -> Option<mpsc::Permit<'_, Command>> {
+        self.inner.commands.reserve().await.ok()
+    }
+
     /// Leaves every room, closes the connection cleanly and ends every
     /// channel. Other handles see [`SendError::Closed`] afterwards.
     pub async fn shutdown(&self) {
@@ -433,7 +460,6 @@ impl Client {
             id,
             inbox,
             client: self.clone(),
-            left: false,
         })
     }
 }
@@ -457,6 +483,18 @@ impl GroupChat {
     /// the same instance is not left.
     pub fn join_realtime_channel(&self, thread: &str) -> Result<Channel, JoinError> {
         self.client.join(Chat::Group(self.room.clone()), thread)
+    }
+
+    /// Leaves the room: sends our unavailable presence and ends every
+    /// channel of the room (their streams end; sends fail with
+    /// [`SendError::Left`]). The room is no longer joined again after a
+    /// reconnection. [`Client::group`] enters it again.
+    pub async fn leave(self) {
+        let Some(permit) = self.client.reserve().await else {
+            return; // shut down: out of every room already
+        };
+        self.client.inner.shared.engine().leave_room(&self.room);
+        permit.send(Command::Wake);
     }
 }
 
@@ -489,7 +527,6 @@ pub struct Channel {
     id: ChannelId,
     inbox: Inbox,
     client: Client,
-    left: bool,
 }
 
 impl Channel {
@@ -498,26 +535,24 @@ impl Channel {
     /// disconnected, room not joined. Waits only when the connection's
     /// send queue is full.
     pub async fn send(&self, data: &[u8]) -> Result<(), SendError> {
-        if data.len() > MAX_PAYLOAD {
-            return Err(SendError::TooLarge { size: data.len() });
+        // The engine checks everything (and checks again below, as the
+        // state may change while we wait), but a send that cannot succeed
+        // must not first wait for a queue slot.
+        let shared = &self.client.inner.shared;
+        let checked = shared.engine().check_send(self.id, data.len());
+        match checked {
+            // Shutdown ended every channel: say why.
+            Err(SendError::Left) if shared.closed.load(Ordering::Acquire) => {
+                return Err(SendError::Closed)
+            }
+            other => other?,
         }
-        if self.left {
-            return Err(SendError::Left);
-        }
-        // Reserve room in the command queue first, so that the engine's
-        // transmit queue never holds more than the task will be told about.
-        let permit = self
-            .client
-            .inner
-            .commands
-            .reserve()
-            .await
-            .map_err(|_| SendError::Closed)?;
-        if self.client.inner.shared.closed.load(Ordering::Acquire) {
+        let permit = self.client.reserve().await.ok_or(SendError::Closed)?;
+        if shared.closed.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
-        self.client.inner.shared.engine().send(self.id, data)?;
-        permit.send(Command::Flush);
+        shared.engine().send(self.id, data)?;
+        permit.send(Command::Wake);
         Ok(())
     }
 
@@ -535,15 +570,19 @@ impl Channel {
     /// Leaves the channel: delivery stops at once, later sends fail with
     /// [`SendError::Left`]. Idempotent.
     pub fn leave(&mut self) {
-        if !self.left {
-            self.left = true;
-            self.client.inner.shared.engine().leave(self.id);
-        }
+        self.client.inner.shared.engine().leave(self.id);
     }
 
-    /// Whether [`leave`](Channel::leave) was called.
+    /// Whether the channel was left (by [`leave`](Channel::leave), by
+    /// leaving its room, or by shutdown).
     pub fn is_left(&self) -> bool {
-        self.left
+        !self.client.inner.shared.engine().is_joined(self.id)
+    }
+
+    /// The channel's id in the engine (as in [`EngineEvent`]s and engine
+    /// outputs).
+    pub fn id(&self) -> ChannelId {
+        self.id
     }
 
     /// The client this channel belongs to.
@@ -562,5 +601,20 @@ impl Stream for Channel {
 impl Drop for Channel {
     fn drop(&mut self) {
         self.leave();
+    }
+}
+
+/// Waits for the stream's resource binding: our full JID.
+async fn bind(stream: &mut StanzaStream) -> Result<FullJid, String> {
+    loop {
+        match stream.next().await {
+            Some(Event::Stream(StreamEvent::Reset { bound_jid, .. })) => {
+                return bound_jid
+                    .try_into_full()
+                    .map_err(|j| format!("server bound a JID without resource: {j}"))
+            }
+            Some(_) => continue,
+            None => return Err("the stream closed during resource binding".to_owned()),
+        }
     }
 }

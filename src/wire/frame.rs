@@ -1,7 +1,4 @@
-//! The wire format: one realtime payload ⇄ one XMPP `<message/>` stanza.
-//!
-//! This is the format Cheogram ships (see `docs/wire-format.md` for the full
-//! specification with examples):
+//! The realtime frame: one payload ⇄ one `<message/>` stanza.
 //!
 //! ```xml
 //! <message to='room@conference.example' type='groupchat' id='…'>
@@ -12,13 +9,14 @@
 //! </message>
 //! ```
 //!
-//! Pure functions, no state: [`encode`] builds the stanza we send, [`decode`]
-//! reads any stanza and says whether it is a realtime frame. Decoding is
-//! tolerant of what other clients legitimately send (line breaks inside the
-//! base64, extra elements, a `<body>` fallback, a missing or `normal` type in
-//! 1:1 chats) and strict about what cannot be a valid frame (bad base64, a
-//! missing thread, a payload over the limit, an error bounce), so that the
-//! engine never delivers something it would not have sent itself.
+//! [`encode`] builds the stanza we send; [`decode_message`] is the one
+//! decoder, reading the typed message tokio-xmpp delivers; [`decode`] is a
+//! thin wrapper for an element. Decoding is tolerant of what other clients
+//! legitimately send (line breaks inside the base64, extra elements, a
+//! `<body>` fallback, a missing or `normal` type in 1:1 chats) and strict
+//! about what cannot be a valid frame (bad base64, a missing thread, a
+//! payload over the limit, an error bounce), so that the engine never
+//! delivers something it would not have sent itself.
 
 use base64::Engine as _;
 use jid::{BareJid, Jid};
@@ -26,31 +24,15 @@ use minidom::Element;
 use xmpp_parsers::message::{Id, Message, MessageType, Thread};
 use xmpp_parsers::stanza_id::OriginId;
 
-/// The largest payload the webxdc API allows in one `send`, in bytes.
-pub const MAX_PAYLOAD: usize = 128_000;
-
-/// Namespace of the webxdc extension element (`<x/>`).
-pub const NS_WEBXDC: &str = "urn:xmpp:webxdc:0";
-/// Namespace of XEP-0334 message processing hints (`<no-store/>`).
-pub const NS_HINTS: &str = "urn:xmpp:hints";
-/// Namespace of XEP-0359 unique stanza ids (`<origin-id/>`).
-pub const NS_SID: &str = "urn:xmpp:sid:0";
-/// The client stanza namespace.
-pub const NS_CLIENT: &str = "jabber:client";
+use super::{
+    is_stanza_ns, validate_thread, ChatKind, ErrorCondition, MAX_PAYLOAD, NS_HINTS, NS_SID,
+    NS_WEBXDC,
+};
 
 /// Longest base64 text that can decode to at most [`MAX_PAYLOAD`] bytes
 /// (padding included). Checked before decoding so that a hostile stanza
 /// cannot make us allocate more than the limit.
 const MAX_BASE64_LEN: usize = MAX_PAYLOAD.div_ceil(3) * 4;
-
-/// Whether a frame travels in a group chat (MUC) or a 1:1 chat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChatKind {
-    /// `type='groupchat'`, addressed to the room's bare JID.
-    Group,
-    /// `type='chat'`, addressed to the contact's bare JID.
-    Direct,
-}
 
 /// A realtime frame read from a stanza.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,9 +67,8 @@ pub enum WireError {
     ErrorBounce {
         /// Who bounced it.
         from: Option<Jid>,
-        /// The defined condition (`not-acceptable`, `forbidden`, …) or
-        /// `undefined-condition` when the error element has none.
-        condition: String,
+        /// The error condition (`not-acceptable`, `forbidden`, …).
+        condition: ErrorCondition,
     },
     /// The stanza type is one a realtime frame never has (`headline`).
     #[error("unsupported message type '{0}' for a realtime frame")]
@@ -124,6 +105,10 @@ pub enum WireError {
     /// The thread identifier cannot be sent (empty, or not valid XML text).
     #[error("invalid thread identifier")]
     InvalidThread,
+    /// The element is a message, but not a well-formed one (for example
+    /// two `<thread/>` elements, or a bad attribute value).
+    #[error("malformed message: {0}")]
+    Invalid(String),
 }
 
 /// Builds the stanza that carries `data` to `to` for app instance `thread`.
@@ -167,98 +152,56 @@ pub fn encode(
     Ok(message)
 }
 
-/// Checks that `thread` can name an app instance on the wire.
-pub fn validate_thread(thread: &str) -> Result<(), WireError> {
-    // Control characters other than tab/newline are not allowed in XML 1.0
-    // text; an empty thread could not be told apart from "no thread".
-    let bad = |c: char| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}');
-    if thread.trim().is_empty() || thread.chars().any(bad) {
-        return Err(WireError::InvalidThread);
-    }
-    Ok(())
+/// Reads an element: the same rules as [`decode_message`], for a caller
+/// that has an element rather than a typed message.
+pub fn decode(el: &Element) -> Result<Option<Frame>, WireError> {
+    decode_message(&parse_message(el)?)
 }
 
-/// Reads a stanza.
+/// Reads a `<message/>` element into its typed form.
 ///
-/// Returns `Ok(None)` for anything that is not a realtime frame at all (a
-/// presence, a chat message, a webxdc state update without `<data/>`, an
-/// error bounce of something else), `Ok(Some(frame))` for a valid frame and
-/// `Err` for a stanza that carries realtime data but is not a valid frame.
-pub fn decode(el: &Element) -> Result<Option<Frame>, WireError> {
+/// Checks first what the typed form cannot report precisely: that the
+/// element is a message in a stanza namespace, and that `from` and `to`
+/// are JIDs (so the error names the bad attribute). Anything else the
+/// parser refuses (two `<thread/>`s, an unknown `type`) is
+/// [`WireError::Invalid`].
+pub fn parse_message(el: &Element) -> Result<Message, WireError> {
     if el.name() != "message" || !is_stanza_ns(&el.ns()) {
         return Err(WireError::NotAMessage);
     }
-    let Some(x) = el.get_child("x", NS_WEBXDC) else {
-        return Ok(None);
-    };
-    let datas: Vec<&Element> = x.children().filter(|c| c.is("data", NS_WEBXDC)).collect();
-    let data_el = match datas.as_slice() {
-        [] => return Ok(None), // a webxdc state update or another use of the namespace
-        [one] => *one,
-        more => return Err(WireError::AmbiguousData(more.len())),
-    };
-    let from = parse_jid(el, "from")?;
-    let to = parse_jid(el, "to")?;
-    let kind = match el.attr("type") {
-        Some("groupchat") => ChatKind::Group,
-        // RFC 6121: a missing type means 'normal'; some clients send that in
-        // 1:1 conversations, so it is accepted as a 1:1 frame.
-        Some("chat") | Some("normal") | None => ChatKind::Direct,
-        Some("error") => {
-            let condition = el
-                .get_child("error", NS_CLIENT)
-                .and_then(|e| e.children().find(|c| c.ns() == NS_STANZAS))
-                .map(|c| c.name().to_owned())
-                .unwrap_or_else(|| "undefined-condition".to_owned());
-            return Err(WireError::ErrorBounce { from, condition });
-        }
-        Some(other) => return Err(WireError::UnsupportedType(other.to_owned())),
-    };
-    let from = from.ok_or(WireError::MissingFrom)?;
-    let thread = el
-        .get_child("thread", NS_CLIENT)
-        .map(|t| t.text())
-        .filter(|t| !t.trim().is_empty())
-        .ok_or(WireError::MissingThread)?;
-    let data = decode_data(data_el)?;
-    let origin_id = el
-        .get_child("origin-id", NS_SID)
-        .and_then(|o| o.attr("id"))
-        .map(str::to_owned);
-    Ok(Some(Frame {
-        from,
-        to,
-        kind,
-        thread,
-        data,
-        id: el.attr("id").map(str::to_owned),
-        origin_id,
-    }))
+    parse_jid(el, "from")?;
+    parse_jid(el, "to")?;
+    Message::try_from(el.clone()).map_err(|e| WireError::Invalid(e.to_string()))
 }
 
-/// [`decode`] for a message that is already parsed into its typed form
-/// (as tokio-xmpp delivers it): the same rules, without converting it back
-/// into an element first.
+/// Reads a typed message: `Ok(None)` for anything that is not a realtime
+/// frame at all (a chat message, a webxdc status update without `<data/>`,
+/// an error bounce of something else), `Ok(Some(frame))` for a valid frame
+/// and `Err` for a message that carries realtime data but is not a valid
+/// frame.
 pub fn decode_message(m: &Message) -> Result<Option<Frame>, WireError> {
-    if m.type_ == MessageType::Error {
-        // The bounce's condition lives in the error payload: read it the
-        // general way (rare).
-        return decode(&Element::from(m.clone()));
-    }
     let Some(x) = m.payloads.iter().find(|p| p.is("x", NS_WEBXDC)) else {
         return Ok(None);
     };
     let datas: Vec<&Element> = x.children().filter(|c| c.is("data", NS_WEBXDC)).collect();
     let data_el = match datas.as_slice() {
+        // A webxdc status update or another use of the namespace.
         [] => return Ok(None),
         [one] => *one,
         more => return Err(WireError::AmbiguousData(more.len())),
     };
     let kind = match m.type_ {
         MessageType::Groupchat => ChatKind::Group,
+        // RFC 6121: a missing type means 'normal'; some clients send that
+        // in 1:1 conversations, so it is accepted as a 1:1 frame.
         MessageType::Chat | MessageType::Normal => ChatKind::Direct,
         MessageType::Headline => return Err(WireError::UnsupportedType("headline".into())),
-        MessageType::Error => unreachable!("handled above"),
+        MessageType::Error => {
+            return Err(WireError::ErrorBounce {
+                from: m.from.clone(),
+                condition: ErrorCondition::of_payloads(&m.payloads),
+            })
+        }
     };
     let from = m.from.clone().ok_or(WireError::MissingFrom)?;
     let thread = m
@@ -296,14 +239,7 @@ fn decode_data(data_el: &Element) -> Result<Vec<u8>, WireError> {
     }
 }
 
-const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
-
-/// Messages reach an embedding messenger in the client namespace; a
-/// component connection (`jabber:component:accept`) uses its own.
-fn is_stanza_ns(ns: &str) -> bool {
-    ns == NS_CLIENT || ns == "jabber:component:accept"
-}
-
+/// Reads the JID in `attribute`, if the element has one.
 fn parse_jid(el: &Element, attribute: &'static str) -> Result<Option<Jid>, WireError> {
     el.attr(attribute)
         .map(|value| {
@@ -358,6 +294,7 @@ fn decode_compact(text: &str) -> Result<Vec<u8>, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::NS_CLIENT;
 
     fn parse(xml: &str) -> Element {
         xml.parse().expect("test XML parses")

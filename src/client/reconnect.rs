@@ -1,0 +1,170 @@
+//! The reconnect policy: when and how often the client logs in again.
+//!
+//! One back-off serves both the first login (bounded by the connect
+//! timeout, so that a server that is still starting is waited for) and the
+//! logins after a connection loss (unbounded, each attempt reported to the
+//! client's task so that the application sees every failure).
+//!
+//! tokio-xmpp's stanza stream asks for a new connection through a callback;
+//! [`Reconnector::into_callback`] is ours.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_xmpp::connect::ServerConnector;
+use tokio_xmpp::jid::Jid;
+use tokio_xmpp::stanzastream::Connection;
+use tokio_xmpp::xmlstream::Timeouts;
+
+use super::login::{login, LoginError};
+
+/// The delays between login attempts: 50 ms, doubling up to 5 s.
+///
+/// Short at first because a loopback or LAN server comes back within a
+/// second of a restart; capped low because a realtime channel is useless
+/// while down.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(50);
+    const MAX: Duration = Duration::from_secs(5);
+
+    pub(crate) fn new() -> Self {
+        Backoff { next: Self::FIRST }
+    }
+
+    /// The delay before the next attempt.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        d
+    }
+}
+
+/// A failed reconnection attempt, reported to the client's task.
+#[derive(Debug)]
+pub(crate) struct AttemptFailed {
+    pub attempt: u32,
+    pub error: String,
+}
+
+/// The first login: connection errors are retried with [`Backoff`] until
+/// `timeout`, refused credentials end it at once.
+pub(crate) async fn first_login<C: ServerConnector>(
+    connector: &C,
+    identity: &Jid,
+    password: &str,
+    timeouts: Timeouts,
+    timeout: Duration,
+) -> Result<Connection, LoginError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut backoff = Backoff::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match login(connector, identity, password, timeouts, left).await {
+            Ok(conn) => return Ok(conn),
+            Err(LoginError::Auth(e)) => return Err(LoginError::Auth(e)),
+            Err(LoginError::Transport(e)) => {
+                let delay = backoff.next_delay();
+                if tokio::time::Instant::now() + delay >= deadline {
+                    return Err(LoginError::Transport(e));
+                }
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Everything a reconnection needs.
+pub(crate) struct Reconnector<C> {
+    pub connector: C,
+    pub identity: Jid,
+    pub password: String,
+    pub timeouts: Timeouts,
+    pub attempt_timeout: Duration,
+    /// The connection from the first login, handed over on the first call.
+    pub first: Arc<Mutex<Option<Connection>>>,
+    pub reports: mpsc::Sender<AttemptFailed>,
+    pub shutdown: Arc<AtomicBool>,
+}
+
+impl<C: ServerConnector + Sync> Reconnector<C> {
+    /// The callback tokio-xmpp's stanza stream calls whenever it needs a
+    /// new connection.
+    pub(crate) fn into_callback(
+        self,
+    ) -> Box<dyn FnMut(Option<String>, oneshot::Sender<Connection>) + Send + 'static> {
+        let this = Arc::new(self);
+        Box::new(move |_location, slot| {
+            let first = this.first.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(conn) = first {
+                // Err only if the stream is already gone: nothing to do.
+                let _ = slot.send(conn);
+                return;
+            }
+            let this = this.clone();
+            tokio::spawn(async move { this.retry(slot).await });
+        })
+    }
+
+    async fn retry(&self, slot: oneshot::Sender<Connection>) {
+        let mut backoff = Backoff::new();
+        let mut attempt = 0u32;
+        loop {
+            if self.shutdown.load(Ordering::Acquire) {
+                // Dropping the slot would make the stream's worker panic
+                // ("unable to handle reconnect request"); the client is
+                // shutting down and has dropped the stream, so the worker
+                // is only waiting for this slot. Leaving it unanswered lets
+                // that task idle until the runtime ends, which is harmless.
+                std::mem::forget(slot);
+                return;
+            }
+            attempt += 1;
+            match login(
+                &self.connector,
+                &self.identity,
+                &self.password,
+                self.timeouts,
+                self.attempt_timeout,
+            )
+            .await
+            {
+                Ok(conn) => {
+                    let _ = slot.send(conn);
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(attempt, error = %e, "reconnect attempt failed");
+                    // A full report queue only means nobody is reading
+                    // reports fast enough; the next one carries the count.
+                    let _ = self.reports.try_send(AttemptFailed {
+                        attempt,
+                        error: e.to_string(),
+                    });
+                }
+            }
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let mut b = Backoff::new();
+        let delays: Vec<u64> = (0..10).map(|_| b.next_delay().as_millis() as u64).collect();
+        assert_eq!(
+            delays,
+            [50, 100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]
+        );
+    }
+}

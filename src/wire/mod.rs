@@ -1,0 +1,200 @@
+//! Everything XMPP-shaped: what goes on the wire and how it is read back.
+//!
+//! Pure functions and plain types, no state. The format is specified for
+//! other implementers in `docs/wire-format.md`, whose examples the tests
+//! parse.
+//!
+//! * [`frame`]: a realtime payload ⇄ a `<message/>` (Cheogram's format).
+//! * [`muc`]: the room side: join and leave presences, and what a room's
+//!   presence about us means (joined, refused, removed).
+//! * [`ErrorCondition`]: a stanza error's condition, typed.
+//!
+//! The engine reads stanzas only through this module, so the wire format
+//! lives in one place.
+
+pub mod frame;
+pub mod muc;
+
+use minidom::Element;
+
+pub use frame::{decode, decode_message, encode, Frame, WireError};
+
+/// The largest payload the webxdc API allows in one `send`, in bytes.
+pub const MAX_PAYLOAD: usize = 128_000;
+
+/// Namespace of the webxdc extension element (`<x/>`).
+pub const NS_WEBXDC: &str = "urn:xmpp:webxdc:0";
+/// Namespace of XEP-0334 message processing hints (`<no-store/>`).
+pub const NS_HINTS: &str = "urn:xmpp:hints";
+/// Namespace of XEP-0359 unique stanza ids (`<origin-id/>`).
+pub const NS_SID: &str = "urn:xmpp:sid:0";
+/// The client stanza namespace.
+pub const NS_CLIENT: &str = "jabber:client";
+/// Namespace of RFC 6120 stanza error conditions.
+const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+/// Whether a frame travels in a group chat (MUC) or a 1:1 chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChatKind {
+    /// `type='groupchat'`, addressed to the room's bare JID.
+    Group,
+    /// `type='chat'`, addressed to the contact's bare JID.
+    Direct,
+}
+
+/// Checks that `thread` can name an app instance on the wire.
+pub fn validate_thread(thread: &str) -> Result<(), WireError> {
+    // Control characters other than tab/newline are not allowed in XML 1.0
+    // text; an empty thread could not be told apart from "no thread".
+    let bad = |c: char| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}');
+    if thread.trim().is_empty() || thread.chars().any(bad) {
+        return Err(WireError::InvalidThread);
+    }
+    Ok(())
+}
+
+/// Messages reach an embedding messenger in the client namespace; a
+/// component connection (`jabber:component:accept`) uses its own.
+fn is_stanza_ns(ns: &str) -> bool {
+    ns == NS_CLIENT || ns == "jabber:component:accept"
+}
+
+/// A stanza error's condition (RFC 6120 §8.3.3), for the cases this
+/// library acts on or reports; any other condition keeps its name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCondition {
+    /// `forbidden`: for a room, we are banned.
+    Forbidden,
+    /// `registration-required`: the room is members-only.
+    RegistrationRequired,
+    /// `conflict`: our nick is taken in the room.
+    Conflict,
+    /// `not-authorized`: the room needs a password.
+    NotAuthorized,
+    /// `service-unavailable`: for a room, it is full (or the service is off).
+    ServiceUnavailable,
+    /// `item-not-found`: the room does not exist (or is locked).
+    ItemNotFound,
+    /// `not-allowed`: the room may not be created or entered.
+    NotAllowed,
+    /// `not-acceptable`: the stanza was refused as it is.
+    NotAcceptable,
+    /// `policy-violation`: a server policy (size, rate) refused it.
+    PolicyViolation,
+    /// `resource-constraint`: the server is out of resources.
+    ResourceConstraint,
+    /// `remote-server-not-found` or `remote-server-timeout`.
+    RemoteServer,
+    /// Another defined condition, by its name.
+    Other(String),
+    /// The error carried no condition at all.
+    Undefined,
+}
+
+impl ErrorCondition {
+    /// The condition named `name` (an element name in the stanzas namespace).
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "forbidden" => Self::Forbidden,
+            "registration-required" => Self::RegistrationRequired,
+            "conflict" => Self::Conflict,
+            "not-authorized" => Self::NotAuthorized,
+            "service-unavailable" => Self::ServiceUnavailable,
+            "item-not-found" => Self::ItemNotFound,
+            "not-allowed" => Self::NotAllowed,
+            "not-acceptable" => Self::NotAcceptable,
+            "policy-violation" => Self::PolicyViolation,
+            "resource-constraint" => Self::ResourceConstraint,
+            "remote-server-not-found" | "remote-server-timeout" => Self::RemoteServer,
+            "undefined-condition" => Self::Undefined,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// The RFC 6120 name of the condition.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Forbidden => "forbidden",
+            Self::RegistrationRequired => "registration-required",
+            Self::Conflict => "conflict",
+            Self::NotAuthorized => "not-authorized",
+            Self::ServiceUnavailable => "service-unavailable",
+            Self::ItemNotFound => "item-not-found",
+            Self::NotAllowed => "not-allowed",
+            Self::NotAcceptable => "not-acceptable",
+            Self::PolicyViolation => "policy-violation",
+            Self::ResourceConstraint => "resource-constraint",
+            Self::RemoteServer => "remote-server-not-found",
+            Self::Other(name) => name,
+            Self::Undefined => "undefined-condition",
+        }
+    }
+
+    /// The condition of the `<error/>` among a stanza's children
+    /// ([`Undefined`](Self::Undefined) when there is none).
+    pub fn of_payloads(payloads: &[Element]) -> Self {
+        payloads
+            .iter()
+            .find(|c| c.name() == "error")
+            .and_then(|e| e.children().find(|c| c.ns() == NS_STANZAS))
+            .map(|c| Self::from_name(c.name()))
+            .unwrap_or(Self::Undefined)
+    }
+}
+
+impl std::fmt::Display for ErrorCondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<&str> for ErrorCondition {
+    fn from(name: &str) -> Self {
+        Self::from_name(name)
+    }
+}
+
+/// Lets callers compare with the RFC name: `condition == "forbidden"`.
+impl PartialEq<str> for ErrorCondition {
+    fn eq(&self, other: &str) -> bool {
+        self.name() == other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_round_trip_by_name() {
+        for name in [
+            "forbidden",
+            "registration-required",
+            "conflict",
+            "not-authorized",
+            "service-unavailable",
+            "item-not-found",
+            "not-allowed",
+            "not-acceptable",
+            "policy-violation",
+            "resource-constraint",
+            "gone",
+            "undefined-condition",
+        ] {
+            assert_eq!(ErrorCondition::from_name(name).name(), name);
+        }
+    }
+
+    #[test]
+    fn condition_of_an_error_payload() {
+        let err: Element = "<error xmlns='jabber:client' type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            ErrorCondition::of_payloads(&[err]),
+            ErrorCondition::Conflict
+        );
+        assert_eq!(ErrorCondition::of_payloads(&[]), ErrorCondition::Undefined);
+    }
+}

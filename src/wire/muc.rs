@@ -1,0 +1,205 @@
+//! The room side of the wire (XEP-0045): entering and leaving a room, and
+//! reading what the room says about us.
+//!
+//! We enter with `<history maxstanzas='0'/>` so that nothing older than the
+//! join is replayed (the channel is ephemeral), and we recognise our own
+//! presence by status 110.
+
+use jid::{BareJid, Jid};
+use minidom::Element;
+use xmpp_parsers::muc::muc::{History, Muc};
+use xmpp_parsers::muc::user::Status;
+use xmpp_parsers::presence::{Presence, Type as PresenceType};
+
+use super::ErrorCondition;
+
+/// Namespace of the MUC user extension (`<x/>` in room presences).
+pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+
+/// The presence that enters `room` as `nick`, asking for no history.
+/// `None` when `nick` cannot be a resource.
+pub fn join_presence(room: &BareJid, nick: &str) -> Option<Presence> {
+    let to = room.with_resource_str(nick).ok()?;
+    let muc = Muc::new().with_history(History::new().with_maxstanzas(0));
+    Some(
+        Presence::new(PresenceType::None)
+            .with_to(to)
+            .with_payloads(vec![muc.into()]),
+    )
+}
+
+/// The presence that leaves `room`, where we are `nick`.
+pub fn leave_presence(room: &BareJid, nick: &str) -> Option<Presence> {
+    let to = room.with_resource_str(nick).ok()?;
+    Some(Presence::new(PresenceType::Unavailable).with_to(to))
+}
+
+/// Why the room no longer has us.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RemovalReason {
+    /// Our own leave, confirmed (or a removal the room did not explain).
+    Left,
+    /// A moderator kicked us (status 307).
+    Kicked,
+    /// We were banned (status 301).
+    Banned,
+    /// Our affiliation changed and no longer allows us in (status 321).
+    AffiliationChanged,
+    /// The room became members-only and we are not a member (status 322).
+    MembersOnly,
+    /// The service is shutting down (status 332) or had an error (333).
+    ServiceShutdown,
+    /// The room was destroyed.
+    Destroyed,
+}
+
+/// What a presence from a room says about us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomPresence {
+    /// We are in the room under `nick` (the room may have changed it).
+    Joined {
+        /// Our nick as the room knows it.
+        nick: String,
+    },
+    /// The room removed us, or confirmed our leave.
+    Removed(RemovalReason),
+    /// The room refused to let us in.
+    Refused(ErrorCondition),
+    /// About another occupant, or nothing we act on (a nick change).
+    Other,
+}
+
+/// Reads a presence that comes from `room@service/nick`: the room's bare
+/// JID and what it says. `None` for a presence without a `from`.
+pub fn read_presence(p: &Presence) -> Option<(BareJid, RoomPresence)> {
+    let from: &Jid = p.from.as_ref()?;
+    let room = from.to_bare();
+    if p.type_ == PresenceType::Error {
+        return Some((
+            room,
+            RoomPresence::Refused(ErrorCondition::of_payloads(&p.payloads)),
+        ));
+    }
+    let Some(x) = p.payloads.iter().find(|e| e.is("x", NS_MUC_USER)) else {
+        return Some((room, RoomPresence::Other));
+    };
+    // Each status is read on its own, so that an extension the parser does
+    // not know (a `<destroy/>`, an `<item/>` variant) cannot hide status 110.
+    let statuses: Vec<Status> = x
+        .children()
+        .filter(|c| c.is("status", NS_MUC_USER))
+        .filter_map(|c| Status::try_from(c.clone()).ok())
+        .collect();
+    if !statuses.contains(&Status::SelfPresence) {
+        return Some((room, RoomPresence::Other));
+    }
+    let what = match p.type_ {
+        PresenceType::None => match from.resource() {
+            Some(nick) => RoomPresence::Joined {
+                nick: nick.to_string(),
+            },
+            None => RoomPresence::Other,
+        },
+        // 303 is a nick change: an available presence with the new nick follows.
+        PresenceType::Unavailable if statuses.contains(&Status::NewNick) => RoomPresence::Other,
+        PresenceType::Unavailable => RoomPresence::Removed(removal_reason(x, &statuses)),
+        _ => RoomPresence::Other,
+    };
+    Some((room, what))
+}
+
+fn removal_reason(x: &Element, statuses: &[Status]) -> RemovalReason {
+    if x.children().any(|c| c.is("destroy", NS_MUC_USER)) {
+        return RemovalReason::Destroyed;
+    }
+    for s in statuses {
+        match s {
+            Status::Kicked | Status::ServiceErrorKick => return RemovalReason::Kicked,
+            Status::Banned => return RemovalReason::Banned,
+            Status::RemovalFromRoom => return RemovalReason::AffiliationChanged,
+            Status::ConfigMembersOnly => return RemovalReason::MembersOnly,
+            Status::ServiceShutdown => return RemovalReason::ServiceShutdown,
+            _ => {}
+        }
+    }
+    RemovalReason::Left
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(xml: &str) -> RoomPresence {
+        let el: Element = xml.parse().unwrap();
+        read_presence(&Presence::try_from(el).unwrap()).unwrap().1
+    }
+
+    #[test]
+    fn join_presence_asks_for_no_history() {
+        let room = BareJid::new("r@muc.example").unwrap();
+        let el = Element::from(join_presence(&room, "me").unwrap());
+        assert_eq!(el.attr("to"), Some("r@muc.example/me"));
+        let history = el
+            .get_child("x", "http://jabber.org/protocol/muc")
+            .and_then(|x| x.get_child("history", "http://jabber.org/protocol/muc"))
+            .unwrap();
+        assert_eq!(history.attr("maxstanzas"), Some("0"));
+    }
+
+    #[test]
+    fn our_presence_in_all_its_shapes() {
+        let x = |codes: &str| {
+            format!("<x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/>{codes}</x>")
+        };
+        let st = |c: u16| format!("<status code='{c}'/>");
+        assert_eq!(
+            read(&format!(
+                "<presence xmlns='jabber:client' from='r@m/me2'>{}</presence>",
+                x(&(st(110) + &st(210)))
+            )),
+            RoomPresence::Joined { nick: "me2".into() }
+        );
+        for (codes, reason) in [
+            (st(110), RemovalReason::Left),
+            (st(110) + &st(307), RemovalReason::Kicked),
+            (st(301) + &st(110), RemovalReason::Banned),
+            (st(110) + &st(321), RemovalReason::AffiliationChanged),
+            (st(110) + &st(322), RemovalReason::MembersOnly),
+            (st(110) + &st(332), RemovalReason::ServiceShutdown),
+            (
+                st(110) + "<destroy jid='other@m'><reason>bye</reason></destroy>",
+                RemovalReason::Destroyed,
+            ),
+        ] {
+            assert_eq!(
+                read(&format!("<presence xmlns='jabber:client' type='unavailable' from='r@m/me'>{}</presence>", x(&codes))),
+                RoomPresence::Removed(reason.clone()),
+                "{codes}"
+            );
+        }
+        assert_eq!(
+            read(&format!(
+                "<presence xmlns='jabber:client' type='unavailable' from='r@m/me'>{}</presence>",
+                x(&(st(110) + &st(303)))
+            )),
+            RoomPresence::Other
+        );
+        // Another occupant's presence is not about us.
+        assert_eq!(
+            read(&format!(
+                "<presence xmlns='jabber:client' from='r@m/bob'>{}</presence>",
+                x("")
+            )),
+            RoomPresence::Other
+        );
+    }
+
+    #[test]
+    fn refusal_is_typed() {
+        assert_eq!(
+            read("<presence xmlns='jabber:client' type='error' from='r@m/me'><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"),
+            RoomPresence::Refused(ErrorCondition::Conflict)
+        );
+    }
+}
