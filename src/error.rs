@@ -121,3 +121,35 @@ pub enum AuthFailure {
     #[error("{0}")]
     Other(String),
 }
+
+/// Why sending a status update, or reading the archived ones, failed.
+/// Nothing was put on the network in any of these cases.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateError {
+    /// The update is larger than the webxdc API allows
+    /// (`sendUpdateMaxSize`, 128000 bytes), or would not fit one stanza.
+    #[error("status update of {size} bytes is too large")]
+    TooLarge {
+        /// Its size in bytes (as JSON text, or as escaped XML).
+        size: usize,
+    },
+    /// The update's payload is not JSON text.
+    #[error("status update payload is not JSON: {0}")]
+    NotJson(String),
+    /// The instance id (thread) cannot be used on the wire.
+    #[error("invalid app instance id (thread)")]
+    InvalidThread,
+    /// There is no connection to the server right now.
+    #[error("not connected to the server")]
+    Disconnected,
+    /// The room is not joined (yet, or any more).
+    #[error("room {0} is not joined")]
+    RoomNotJoined(BareJid),
+    /// Too many archive reads are under way at once.
+    #[error("too many archive queries in flight")]
+    Busy,
+    /// The client was shut down.
+    #[error("the client is shut down")]
+    Closed,
+}

@@ -9,25 +9,33 @@
 //! # Layout: where IO stops
 //!
 //! ```text
-//!  embedding messenger ──stanzas──▶ ┌──────────────┐ ──deliveries──▶ app (Inbox)
-//!  (own XMPP connection)  ◀──────── │ engine       │ ◀──join/send/leave── app
+//!  embedding messenger ──stanzas──▶ ┌──────────────┐ ──deliveries, events──▶ app
+//!  (own XMPP connection)  ◀──────── │ engine       │ ◀──join/send/leave───── app
 //!                                   │ (sans-IO)    │
 //!  client (one tokio task) ◀──────▶ └──────────────┘
 //! ```
 //!
-//! * [`wire`]: a payload ⇄ a stanza. Pure functions; the format is specified
-//!   in `docs/wire-format.md`.
-//! * [`engine`]: the contract as a state machine with no IO, no clock and no
-//!   runtime: channels per (chat, instance), echo filtering, isolation,
-//!   privacy, the size limit, room membership across reconnects. A messenger
-//!   that already has an XMPP connection uses it alone.
+//! * [`wire`]: everything XMPP-shaped, as pure functions: the realtime frame
+//!   ([`wire::frame`]), status updates ([`wire::update`]), the room's
+//!   presences ([`wire::muc`]) and archive queries ([`wire::mam`]). The
+//!   format is specified in `docs/wire-format.md`.
+//! * [`engine`]: the contract as a state machine with no IO, no clock, no
+//!   randomness of its own and no runtime: channels per (chat, instance),
+//!   echo filtering, isolation, privacy, the size limit, room membership
+//!   across reconnects, status updates and archive paging. **One input**
+//!   ([`Engine::handle_stanza`], with text and element wrappers) and **one
+//!   place to poll** ([`Engine::poll`]: stanzas to send, events, every
+//!   channel's deliveries). A messenger that already has an XMPP connection
+//!   uses it alone.
 //! * [`inbox`]: the bounded per-channel receive queue; overflow is reported
 //!   as [`Delivery::Lagged`], never silent and never unbounded.
-//! * [`client`]: the IO side. One tokio task owns the XMPP stream
-//!   (`tokio-xmpp`) and the engine and runs one `select!` over incoming
-//!   stanzas and commands; [`Client`], [`GroupChat`]/[`DirectChat`] and
-//!   [`Channel`] are cheap handles that talk to it.
-//! * [`error`]: one `#[non_exhaustive]` error enum per operation.
+//! * [`client`]: the IO side. One tokio task does all IO; the engine is
+//!   shared with the handles behind a mutex, and handles wake the task
+//!   through a bounded queue (see the module docs for why). [`Client`],
+//!   [`GroupChat`]/[`DirectChat`] and [`Channel`] are cheap handles. The
+//!   reconnect policy is `client/reconnect.rs`.
+//! * [`error`]: one `#[non_exhaustive]` error enum per operation, with typed
+//!   causes ([`ErrorCondition`], [`AuthFailure`], [`RemovalReason`]).
 //!
 //! # Example
 //!
@@ -61,15 +69,19 @@ pub mod error;
 pub mod inbox;
 pub mod wire;
 
-pub use client::{Channel, Client, ClientEvent, Config, DirectChat, Events, GroupChat};
-pub use engine::{
-    ChannelId, Chat, Engine, EngineConfig, EngineEvent, Handled, Output, Rejection, RoomState,
+pub use client::{
+    Channel, Client, ClientEvent, Config, DirectChat, Events, GroupChat, UpdateItem, Updates,
 };
-pub use error::{AuthFailure, ConnectError, GroupError, JoinError, SendError};
+pub use engine::{
+    ArchiveOutcome, ChannelId, Chat, Engine, EngineConfig, EngineEvent, Handled, Output, Rejection,
+    RoomState,
+};
+pub use error::{AuthFailure, ConnectError, GroupError, JoinError, SendError, UpdateError};
 pub use inbox::{ConnectionEvent, Delivery, Inbox, Payload, QueueLimits, TryRecvError};
 pub use jid;
 pub use minidom;
 pub use wire::muc::RemovalReason;
+pub use wire::update::{StatusUpdate, UpdateFrame};
 pub use wire::{ErrorCondition, MAX_PAYLOAD};
 
 /// The README's code blocks, compiled as doctests so they cannot rot.

@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 
 use webxdc_realtime_xmpp::minidom::Element;
-use webxdc_realtime_xmpp::wire::{self, ChatKind, WireError};
+use webxdc_realtime_xmpp::wire::{self, mam, update, ChatKind, WireError};
+use xmpp_parsers::message::Message;
 
 struct Example {
     attrs: HashMap<String, String>,
@@ -94,9 +95,63 @@ fn every_documented_example_means_what_the_document_says() {
                     .expect("history element");
                 assert_eq!(history.attr("maxstanzas"), Some("0"));
             }
+            "update" => {
+                let m = Message::try_from(el).unwrap();
+                let frame = update::decode_update(&m)
+                    .unwrap_or_else(|e| panic!("{e}: {}", ex.xml))
+                    .unwrap_or_else(|| panic!("not an update: {}", ex.xml));
+                assert_eq!(frame.thread, ex.attrs["thread"]);
+                assert_eq!(frame.update.payload, ex.attrs["payload"]);
+                let words = |k: &str| ex.attrs.get(k).map(|v| v.replace('_', " "));
+                assert_eq!(frame.update.info, words("info"));
+                assert_eq!(frame.update.summary, words("summary"));
+                // Not a realtime frame.
+                assert_eq!(wire::decode_message(&m), Ok(None));
+            }
+            "update-invalid" => {
+                let m = Message::try_from(el).unwrap();
+                assert!(
+                    matches!(update::decode_update(&m), Err(WireError::BadJson(_))),
+                    "{}",
+                    ex.xml
+                );
+                assert_eq!(ex.attrs["error"], "bad-json");
+            }
+            "archived-update" => {
+                let m = Message::try_from(el).unwrap();
+                let archived = mam::read_result(&m).expect("an archive result");
+                assert_eq!(archived.archive_id, ex.attrs["archive-id"]);
+                let frame = update::decode_update(&archived.message).unwrap().unwrap();
+                assert_eq!(frame.thread, ex.attrs["thread"]);
+                assert_eq!(frame.update.payload, ex.attrs["payload"]);
+            }
             other => panic!("unknown golden kind {other}"),
         }
     }
+}
+
+/// Our update encoding is what the document's update example shows.
+#[test]
+fn our_update_encoding_matches_the_documented_example() {
+    let ex = examples()
+        .into_iter()
+        .find(|e| e.attrs["golden"] == "update")
+        .expect("an update example");
+    let documented: Element = ex.xml.parse().unwrap();
+    let mut sent = update::StatusUpdate::new(r#"{"move":"e4"}"#);
+    sent.info = Some("Alice moved".into());
+    sent.summary = Some("1 move".into());
+    let mut ours = update::encode_update(
+        &"team@conference.example.org".parse().unwrap(),
+        ChatKind::Group,
+        "chess-1",
+        &sent,
+        "u1",
+    )
+    .unwrap();
+    ours.from = Some("team@conference.example.org/alice-3f2a".parse().unwrap());
+    let ours = Element::from(ours);
+    assert!(same(&ours, &documented), "{ours:?}\n!=\n{documented:?}");
 }
 
 /// What we send is what the document's first example shows, element for

@@ -6,7 +6,7 @@
 //! them and to [`ClientEvent`] subscribers. Our JID and whether we are
 //! online are the engine's to know; the task keeps no copy.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +19,11 @@ use xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xmpp_parsers::stanza::Stanza;
 
 use super::reconnect::AttemptFailed;
-use super::{ClientEvent, Shared};
-use crate::engine::{EngineEvent, RoomState};
-use crate::error::GroupError;
+use super::{ClientEvent, Shared, UpdateItem, Updates, UPDATE_FEED_DEPTH};
+use crate::engine::{ArchiveQuery, Chat, EngineEvent, RoomState};
+use crate::error::{GroupError, UpdateError};
 use crate::inbox::ConnectionEvent;
+use crate::wire::update::UpdateFrame;
 
 /// How long a clean close may take before the stream is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -35,8 +36,66 @@ pub(crate) enum Command {
         room: BareJid,
         reply: oneshot::Sender<Result<(), GroupError>>,
     },
+    /// Start a feed of an instance's status updates (archive, then live).
+    WatchUpdates {
+        room: BareJid,
+        thread: String,
+        reply: oneshot::Sender<Result<Updates, UpdateError>>,
+    },
     /// Leave every room, close the stream, end the task.
     Shutdown { done: oneshot::Sender<()> },
+}
+
+/// One [`Updates`] feed, as the task sees it.
+pub(crate) struct UpdateFeed {
+    room: BareJid,
+    thread: String,
+    tx: mpsc::Sender<UpdateItem>,
+    /// Present while the archive is read: the archive ids seen so far, and
+    /// the live updates held back until the archive has been read (so that
+    /// the feed stays in the room's order and gives each update once).
+    replay: Option<Replay>,
+    missed: u64,
+}
+
+struct Replay {
+    query: ArchiveQuery,
+    seen: HashSet<String>,
+    held: VecDeque<UpdateFrame>,
+}
+
+impl UpdateFeed {
+    /// Hands `item` to the reader; a full feed loses it and says so later.
+    fn offer(&mut self, item: UpdateItem) {
+        if self.missed > 0 {
+            match self.tx.try_send(UpdateItem::Missed { count: self.missed }) {
+                Ok(()) => self.missed = 0,
+                Err(_) => {
+                    self.missed += 1;
+                    return;
+                }
+            }
+        }
+        if self.tx.try_send(item).is_err() {
+            self.missed += 1;
+        }
+    }
+
+    fn live(&mut self, frame: UpdateFrame) {
+        match &mut self.replay {
+            Some(r) => {
+                if r.held.len() >= UPDATE_FEED_DEPTH {
+                    r.held.pop_front();
+                    self.missed += 1;
+                }
+                r.held.push_back(frame);
+            }
+            None => self.offer(UpdateItem::Update {
+                frame,
+                archived: false,
+            }),
+        }
+    }
 }
 
 pub(crate) struct Actor {
@@ -46,6 +105,7 @@ pub(crate) struct Actor {
     pub reports: mpsc::Receiver<AttemptFailed>,
     pub events: broadcast::Sender<ClientEvent>,
     pub room_waiters: HashMap<BareJid, Vec<oneshot::Sender<Result<(), GroupError>>>>,
+    pub update_feeds: Vec<UpdateFeed>,
 }
 
 impl Actor {
@@ -62,6 +122,9 @@ impl Actor {
                     }
                     Some(Command::Wake) => {}
                     Some(Command::EnterRoom { room, reply }) => self.enter_room(room, reply),
+                    Some(Command::WatchUpdates { room, thread, reply }) => {
+                        let _ = reply.send(self.watch_updates(room, thread));
+                    }
                 },
                 ev = self.stream.next() => match ev {
                     // The stream ended on its own: only after a fatal error.
@@ -140,6 +203,78 @@ impl Actor {
         }
     }
 
+    fn watch_updates(&mut self, room: BareJid, thread: String) -> Result<Updates, UpdateError> {
+        let query = self.shared.engine().query_archive(&room)?;
+        let (tx, rx) = mpsc::channel(UPDATE_FEED_DEPTH);
+        self.update_feeds.push(UpdateFeed {
+            room,
+            thread,
+            tx,
+            replay: Some(Replay {
+                query,
+                seen: HashSet::new(),
+                held: VecDeque::new(),
+            }),
+            missed: 0,
+        });
+        Ok(Updates { rx })
+    }
+
+    /// Sorts an update event into the feeds it concerns.
+    fn dispatch_update(&mut self, ev: EngineEvent) {
+        match ev {
+            EngineEvent::Update {
+                chat: Chat::Group(room),
+                frame,
+            } => {
+                for f in &mut self.update_feeds {
+                    if f.room == room && f.thread == frame.thread {
+                        f.live((*frame).clone());
+                    }
+                }
+            }
+            EngineEvent::ArchivedUpdate { query, frame, .. } => {
+                for f in &mut self.update_feeds {
+                    let Some(r) = &mut f.replay else { continue };
+                    if r.query != query || f.thread != frame.thread {
+                        continue;
+                    }
+                    if let Some(id) = &frame.archive_id {
+                        r.seen.insert(id.clone());
+                    }
+                    f.offer(UpdateItem::Update {
+                        frame: (*frame).clone(),
+                        archived: true,
+                    });
+                }
+            }
+            EngineEvent::ArchiveEnd { query, outcome, .. } => {
+                for f in &mut self.update_feeds {
+                    if f.replay.as_ref().map(|r| &r.query) != Some(&query) {
+                        continue;
+                    }
+                    let Some(r) = f.replay.take() else { continue };
+                    f.offer(UpdateItem::ArchiveEnd(outcome.clone()));
+                    for frame in r.held {
+                        let again = frame
+                            .archive_id
+                            .as_ref()
+                            .is_some_and(|id| r.seen.contains(id));
+                        if !again {
+                            f.offer(UpdateItem::Update {
+                                frame,
+                                archived: false,
+                            });
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        // A reader that dropped its feed is forgotten.
+        self.update_feeds.retain(|f| !f.tx.is_closed());
+    }
+
     /// Sends what the engine queued and dispatches its events.
     async fn pump(&mut self) {
         loop {
@@ -152,6 +287,12 @@ impl Actor {
             let Some(ev) = next else { break };
             self.dispatch(ev);
         }
+        if !self.update_feeds.is_empty() {
+            // The feeds of a room we left end with it.
+            let engine = self.shared.engine();
+            self.update_feeds
+                .retain(|f| engine.room_state(&f.room).is_some());
+        }
     }
 
     async fn transmit(&mut self, stanza: Stanza) {
@@ -161,6 +302,14 @@ impl Actor {
     }
 
     fn dispatch(&mut self, ev: EngineEvent) {
+        if matches!(
+            ev,
+            EngineEvent::Update { .. }
+                | EngineEvent::ArchivedUpdate { .. }
+                | EngineEvent::ArchiveEnd { .. }
+        ) {
+            return self.dispatch_update(ev);
+        }
         match &ev {
             EngineEvent::RoomJoined { room, .. } => {
                 for w in self.room_waiters.remove(room).unwrap_or_default() {
@@ -189,6 +338,9 @@ impl Actor {
                 }
                 Command::EnterRoom { reply, .. } => {
                     let _ = reply.send(Err(GroupError::Closed));
+                }
+                Command::WatchUpdates { reply, .. } => {
+                    let _ = reply.send(Err(UpdateError::Closed));
                 }
                 Command::Wake => {
                     // Sends already failed in the engine (offline).

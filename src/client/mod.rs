@@ -29,7 +29,7 @@
 //! * `connector.rs`: STARTTLS and loopback-plaintext connectors.
 //!
 //! Connection trouble is reported, never hidden: every channel receives
-//! [`Delivery::Connection`](crate::Delivery::Connection) items, and
+//! [`crate::Delivery::Connection`] items, and
 //! [`Client::events`] yields [`ClientEvent`]s (including each failed
 //! reconnection attempt). After a reconnection that could not resume the
 //! old session the rooms are joined again by themselves.
@@ -53,9 +53,10 @@ use tokio_xmpp::connect::{DnsConfig, ServerConnector};
 use tokio_xmpp::stanzastream::{Event, StanzaStream, StreamEvent};
 use tokio_xmpp::xmlstream::Timeouts;
 
-use crate::engine::{ChannelId, Chat, Engine, EngineConfig, EngineEvent};
-use crate::error::{ConnectError, GroupError, JoinError, SendError};
+use crate::engine::{ArchiveOutcome, ChannelId, Chat, Engine, EngineConfig, EngineEvent};
+use crate::error::{ConnectError, GroupError, JoinError, SendError, UpdateError};
 use crate::inbox::{ConnectionEvent, Delivery, Inbox, QueueLimits, TryRecvError};
+use crate::wire::update::{StatusUpdate, UpdateFrame};
 use actor::{Actor, Command};
 use login::LoginError;
 use reconnect::{first_login, Reconnector};
@@ -64,6 +65,10 @@ use reconnect::{first_login, Reconnector};
 /// stream's own queues: enough to keep the socket busy, small enough that a
 /// slow server pushes back on senders instead of filling memory.
 const QUEUE_DEPTH: usize = 64;
+
+/// How many items an [`Updates`] reader may fall behind before it misses
+/// some (it is then told how many with [`UpdateItem::Missed`]).
+const UPDATE_FEED_DEPTH: usize = 1024;
 
 /// How many [`ClientEvent`]s a slow [`Events`] reader may fall behind
 /// before it misses some (it is then told how many with
@@ -355,6 +360,7 @@ impl Client {
             reports: report_rx,
             events: events.clone(),
             room_waiters: Default::default(),
+            update_feeds: Vec::new(),
         };
         // The session is already bound: set it up before handing out
         // handles, so that the engine knows our JID from the start.
@@ -485,6 +491,48 @@ impl GroupChat {
         self.client.join(Chat::Group(self.room.clone()), thread)
     }
 
+    /// Sends a webxdc status update for app instance `thread` into the
+    /// room, to be stored in its archive. Every member's [`Updates`] feed
+    /// gets it, ours included.
+    pub async fn send_update(
+        &self,
+        thread: &str,
+        update: &StatusUpdate,
+    ) -> Result<(), UpdateError> {
+        let permit = self.client.reserve().await.ok_or(UpdateError::Closed)?;
+        if self.client.inner.shared.closed.load(Ordering::Acquire) {
+            return Err(UpdateError::Closed);
+        }
+        self.client.inner.shared.engine().send_update(
+            &Chat::Group(self.room.clone()),
+            thread,
+            update,
+        )?;
+        permit.send(Command::Wake);
+        Ok(())
+    }
+
+    /// The status updates of app instance `thread`: first every update the
+    /// room's archive keeps (oldest first, marked `archived`), then
+    /// [`UpdateItem::ArchiveEnd`], then the live ones as they arrive, ours
+    /// included. An update that arrives live while the archive is read is
+    /// given once. Realtime payloads are never among them.
+    pub async fn updates(&self, thread: &str) -> Result<Updates, UpdateError> {
+        crate::wire::validate_thread(thread).map_err(|_| UpdateError::InvalidThread)?;
+        let (reply, answer) = oneshot::channel();
+        self.client
+            .inner
+            .commands
+            .send(Command::WatchUpdates {
+                room: self.room.clone(),
+                thread: thread.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| UpdateError::Closed)?;
+        answer.await.map_err(|_| UpdateError::Closed)?
+    }
+
     /// Leaves the room: sends our unavailable presence and ends every
     /// channel of the room (their streams end; sends fail with
     /// [`SendError::Left`]). The room is no longer joined again after a
@@ -495,6 +543,57 @@ impl GroupChat {
         };
         self.client.inner.shared.engine().leave_room(&self.room);
         permit.send(Command::Wake);
+    }
+}
+
+/// One item of an [`Updates`] feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpdateItem {
+    /// A status update; `archived` when it was read from the room's
+    /// archive rather than received live.
+    Update {
+        /// The update, its sender, and its archive id if the room gave one.
+        frame: UpdateFrame,
+        /// Whether it comes from the archive.
+        archived: bool,
+    },
+    /// The archive has been read; live updates follow.
+    ArchiveEnd(ArchiveOutcome),
+    /// The reader fell behind and this many updates were lost to it.
+    Missed {
+        /// How many.
+        count: u64,
+    },
+}
+
+/// The status updates of one app instance, from [`GroupChat::updates`]:
+/// a bounded feed that ends (`None`) when the client shuts down or the
+/// room is left.
+#[derive(Debug)]
+pub struct Updates {
+    rx: mpsc::Receiver<UpdateItem>,
+}
+
+impl Updates {
+    /// Waits for the next item.
+    pub async fn recv(&mut self) -> Option<UpdateItem> {
+        self.rx.recv().await
+    }
+
+    /// Takes the next item without waiting.
+    pub fn try_recv(&mut self) -> Result<UpdateItem, TryRecvError> {
+        self.rx.try_recv().map_err(|e| match e {
+            mpsc::error::TryRecvError::Empty => TryRecvError::Empty,
+            mpsc::error::TryRecvError::Disconnected => TryRecvError::Closed,
+        })
+    }
+}
+
+impl Stream for Updates {
+    type Item = UpdateItem;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<UpdateItem>> {
+        self.rx.poll_recv(cx)
     }
 }
 

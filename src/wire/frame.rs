@@ -109,6 +109,9 @@ pub enum WireError {
     /// two `<thread/>` elements, or a bad attribute value).
     #[error("malformed message: {0}")]
     Invalid(String),
+    /// A status update whose payload is not JSON.
+    #[error("status update payload is not JSON: {0}")]
+    BadJson(String),
 }
 
 /// Builds the stanza that carries `data` to `to` for app instance `thread`.

@@ -5,15 +5,20 @@
 //! parse.
 //!
 //! * [`frame`]: a realtime payload ⇄ a `<message/>` (Cheogram's format).
+//! * [`update`]: a webxdc status update (XEP-0491) ⇄ a stored `<message/>`.
 //! * [`muc`]: the room side: join and leave presences, and what a room's
 //!   presence about us means (joined, refused, removed).
+//! * [`mam`]: reading a room's archive (XEP-0313), where past status
+//!   updates are found.
 //! * [`ErrorCondition`]: a stanza error's condition, typed.
 //!
 //! The engine reads stanzas only through this module, so the wire format
 //! lives in one place.
 
 pub mod frame;
+pub mod mam;
 pub mod muc;
+pub mod update;
 
 use minidom::Element;
 

@@ -3,7 +3,7 @@
 //! The engine does no IO, owns no clock, draws no random numbers of its own
 //! (stanza ids come from a generator you may replace) and needs no async
 //! runtime. Everything XMPP-shaped it reads or writes goes through
-//! [`wire`](crate::wire).
+//! [`crate::wire`].
 //!
 //! **Inputs.** One stanza input, [`handle_stanza`](Engine::handle_stanza)
 //! (typed, as tokio-xmpp and xmpp-parsers deliver it), with two thin
@@ -69,10 +69,15 @@ use xmpp_parsers::stanza::Stanza;
 use crate::error::{JoinError, SendError};
 use crate::inbox::{inbox, ConnectionEvent, Delivery, Inbox, InboxWriter, Payload, QueueLimits};
 use crate::wire::muc::{self, RemovalReason, RoomPresence};
+use crate::wire::update::UpdateFrame;
 use crate::wire::{self, ChatKind, ErrorCondition, WireError, MAX_PAYLOAD};
 
 /// Most engine events kept for [`Engine::poll_event`].
 const MAX_QUEUED_EVENTS: usize = 1024;
+
+mod updates;
+
+pub use updates::{ArchiveOutcome, ArchiveQuery, MAX_ARCHIVE_PAGES};
 
 /// A conversation that realtime channels live in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -168,6 +173,34 @@ pub enum EngineEvent {
         /// Who sent it.
         from: Jid,
     },
+    /// A status update arrived live in a chat (our own included: the room
+    /// reflects it to us like to everyone).
+    Update {
+        /// The chat it came from.
+        chat: Chat,
+        /// The update, its sender and its instance.
+        frame: Box<UpdateFrame>,
+    },
+    /// A status update from a room's archive, answering
+    /// [`Engine::query_archive`].
+    ArchivedUpdate {
+        /// The query it answers.
+        query: ArchiveQuery,
+        /// The room whose archive it comes from.
+        room: BareJid,
+        /// The update; `archive_id` is its id in the archive.
+        frame: Box<UpdateFrame>,
+    },
+    /// An archive query ended; no more [`ArchivedUpdate`](Self::ArchivedUpdate)
+    /// follow for it.
+    ArchiveEnd {
+        /// The query.
+        query: ArchiveQuery,
+        /// The room.
+        room: BareJid,
+        /// How it ended.
+        outcome: ArchiveOutcome,
+    },
     /// One of our frames (or a message to this chat) bounced with an error.
     SendBounced {
         /// The chat the bounce came from.
@@ -215,6 +248,9 @@ pub enum Handled {
     /// Not a realtime frame (presence, chat message, …): the engine updated
     /// its room state if it concerned a room, and otherwise ignored it.
     NotRealtime,
+    /// A status update (live or archived) was reported as an
+    /// [`EngineEvent`].
+    Update,
     /// A frame that must not be delivered.
     Rejected(Rejection),
 }
@@ -267,6 +303,8 @@ pub struct Engine {
     readable_set: HashSet<ChannelId>,
     next_id: u64,
     stanza_ids: StanzaIds,
+    /// Archive queries waiting for their next page.
+    queries: Vec<updates::PendingQuery>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -307,6 +345,7 @@ impl Engine {
             readable_set: HashSet::new(),
             next_id: 0,
             stanza_ids: ids,
+            queries: Vec::new(),
         }
     }
 
@@ -339,6 +378,8 @@ impl Engine {
         if self.online {
             self.online = false;
             self.broadcast(Delivery::Connection(ConnectionEvent::Disconnected));
+            // Their answers went down with the stream.
+            self.end_all_queries(ArchiveOutcome::Interrupted);
         }
     }
 
@@ -359,6 +400,7 @@ impl Engine {
         self.transmit.clear();
         self.readable.clear();
         self.readable_set.clear();
+        self.queries.clear();
     }
 
     /// Whether the engine believes the stream is up.
@@ -695,7 +737,10 @@ impl Engine {
                 self.handle_presence(p);
                 Handled::NotRealtime
             }
-            Stanza::Iq(_) => Handled::NotRealtime,
+            Stanza::Iq(iq) => {
+                self.handle_iq(iq);
+                Handled::NotRealtime
+            }
         };
         tracing::trace!(?handled, "stanza handled");
         handled
@@ -711,6 +756,7 @@ impl Engine {
         }
         match wire::decode_message(m) {
             Ok(Some(frame)) => self.route(frame),
+            Ok(None) if m.type_ != MessageType::Error => self.handle_other_message(m),
             Ok(None) => {
                 if m.type_ == MessageType::Error {
                     self.note_bounce(
