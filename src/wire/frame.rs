@@ -25,8 +25,8 @@ use xmpp_parsers::message::{Id, Message, MessageType, Thread};
 use xmpp_parsers::stanza_id::OriginId;
 
 use super::{
-    is_stanza_ns, validate_thread, ChatKind, ErrorCondition, MAX_PAYLOAD, NS_HINTS, NS_SID,
-    NS_WEBXDC,
+    addressing, is_stanza_ns, validate_thread, Addressing, ChatKind, ErrorCondition, MAX_PAYLOAD,
+    NS_HINTS, NS_SID, NS_WEBXDC,
 };
 
 /// Longest base64 text that can decode to at most [`MAX_PAYLOAD`] bytes
@@ -193,26 +193,7 @@ pub fn decode_message(m: &Message) -> Result<Option<Frame>, WireError> {
         [one] => *one,
         more => return Err(WireError::AmbiguousData(more.len())),
     };
-    let kind = match m.type_ {
-        MessageType::Groupchat => ChatKind::Group,
-        // RFC 6121: a missing type means 'normal'; some clients send that
-        // in 1:1 conversations, so it is accepted as a 1:1 frame.
-        MessageType::Chat | MessageType::Normal => ChatKind::Direct,
-        MessageType::Headline => return Err(WireError::UnsupportedType("headline".into())),
-        MessageType::Error => {
-            return Err(WireError::ErrorBounce {
-                from: m.from.clone(),
-                condition: ErrorCondition::of_payloads(&m.payloads),
-            })
-        }
-    };
-    let from = m.from.clone().ok_or(WireError::MissingFrom)?;
-    let thread = m
-        .thread
-        .as_ref()
-        .map(|t| t.id.clone())
-        .filter(|t| !t.trim().is_empty())
-        .ok_or(WireError::MissingThread)?;
+    let Addressing { kind, from, thread } = addressing(m)?;
     let data = decode_data(data_el)?;
     let origin_id = m
         .payloads

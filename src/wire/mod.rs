@@ -58,6 +58,39 @@ pub fn validate_thread(thread: &str) -> Result<(), WireError> {
     Ok(())
 }
 
+/// Who sent a webxdc message, in which kind of chat, for which instance:
+/// the rules frames and status updates share.
+struct Addressing {
+    kind: ChatKind,
+    from: jid::Jid,
+    thread: String,
+}
+
+fn addressing(m: &xmpp_parsers::message::Message) -> Result<Addressing, WireError> {
+    use xmpp_parsers::message::MessageType;
+    let kind = match m.type_ {
+        MessageType::Groupchat => ChatKind::Group,
+        // RFC 6121: a missing type means 'normal'; some clients send that
+        // in 1:1 conversations, so it is accepted as a 1:1 message.
+        MessageType::Chat | MessageType::Normal => ChatKind::Direct,
+        MessageType::Headline => return Err(WireError::UnsupportedType("headline".into())),
+        MessageType::Error => {
+            return Err(WireError::ErrorBounce {
+                from: m.from.clone(),
+                condition: ErrorCondition::of_payloads(&m.payloads),
+            })
+        }
+    };
+    let from = m.from.clone().ok_or(WireError::MissingFrom)?;
+    let thread = m
+        .thread
+        .as_ref()
+        .map(|t| t.id.clone())
+        .filter(|t| !t.trim().is_empty())
+        .ok_or(WireError::MissingThread)?;
+    Ok(Addressing { kind, from, thread })
+}
+
 /// Messages reach an embedding messenger in the client namespace; a
 /// component connection (`jabber:component:accept`) uses its own.
 fn is_stanza_ns(ns: &str) -> bool {

@@ -25,7 +25,9 @@ use minidom::Element;
 use xmpp_parsers::message::{Id, Lang, Message, MessageType, Thread};
 use xmpp_parsers::stanza_id::OriginId;
 
-use super::{validate_thread, ChatKind, ErrorCondition, WireError, NS_HINTS, NS_SID, NS_WEBXDC};
+use super::{
+    addressing, validate_thread, Addressing, ChatKind, WireError, NS_HINTS, NS_SID, NS_WEBXDC,
+};
 
 /// Namespace of XEP-0335 JSON containers (`<json/>`).
 pub const NS_JSON: &str = "urn:xmpp:json:0";
@@ -199,24 +201,7 @@ pub fn decode_update(m: &Message) -> Result<Option<UpdateFrame>, WireError> {
     if json.is_none() && document.is_none() && summary.is_none() {
         return Ok(None); // another use of the namespace
     }
-    let kind = match m.type_ {
-        MessageType::Groupchat => ChatKind::Group,
-        MessageType::Chat | MessageType::Normal => ChatKind::Direct,
-        MessageType::Headline => return Err(WireError::UnsupportedType("headline".into())),
-        MessageType::Error => {
-            return Err(WireError::ErrorBounce {
-                from: m.from.clone(),
-                condition: ErrorCondition::of_payloads(&m.payloads),
-            })
-        }
-    };
-    let from = m.from.clone().ok_or(WireError::MissingFrom)?;
-    let thread = m
-        .thread
-        .as_ref()
-        .map(|t| t.id.clone())
-        .filter(|t| !t.trim().is_empty())
-        .ok_or(WireError::MissingThread)?;
+    let Addressing { kind, from, thread } = addressing(m)?;
     let update = StatusUpdate {
         // An update without a payload (only a document or summary) is
         // delivered with a JSON `null` payload.
