@@ -14,12 +14,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use jid::{BareJid, FullJid};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio_xmpp::stanzastream::{Event, StanzaStream, StreamEvent};
+use tokio_xmpp::stanzastream::{Event, StanzaStage, StanzaStream, StanzaToken, StreamEvent};
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xmpp_parsers::stanza::Stanza;
 
 use super::reconnect::AttemptFailed;
-use super::{ClientEvent, Shared, UpdateItem, Updates, UPDATE_FEED_DEPTH};
+use super::{ClientEvent, Shared, UpdateItem, Updates, QUEUE_DEPTH, UPDATE_FEED_DEPTH};
 use crate::engine::{ArchiveQuery, Chat, EngineEvent, RoomState};
 use crate::error::{GroupError, UpdateError};
 use crate::inbox::ConnectionEvent;
@@ -42,8 +42,6 @@ pub(crate) enum Command {
         thread: String,
         reply: oneshot::Sender<Result<Updates, UpdateError>>,
     },
-    /// Leave every room, close the stream, end the task.
-    Shutdown { done: oneshot::Sender<()> },
 }
 
 /// One [`Updates`] feed, as the task sees it.
@@ -101,7 +99,18 @@ impl UpdateFeed {
 pub(crate) struct Actor {
     pub shared: Arc<Shared>,
     pub stream: StanzaStream,
+    /// Tokens of the stanzas handed to the stream that may still wait in
+    /// its transmit queue (oldest first). See [`Actor::stream_has_room`].
+    pub queued: VecDeque<StanzaToken>,
+    /// Stanzas of our own (session presence) to send before the engine's.
+    pub priority: VecDeque<Stanza>,
+    /// The stream's transmit queue is full: stop taking commands (so that
+    /// senders wait) until it has room.
+    pub blocked: bool,
     pub commands: mpsc::Receiver<Command>,
+    /// Shutdown requests travel apart from the commands, so that a client
+    /// whose stream is blocked can still be shut down.
+    pub shutdown: mpsc::Receiver<oneshot::Sender<()>>,
     pub reports: mpsc::Receiver<AttemptFailed>,
     pub events: broadcast::Sender<ClientEvent>,
     pub room_waiters: HashMap<BareJid, Vec<oneshot::Sender<Result<(), GroupError>>>>,
@@ -111,15 +120,17 @@ pub(crate) struct Actor {
 impl Actor {
     pub(crate) async fn run(mut self) {
         let mut done = Vec::new();
+        // What `start_session` queued before the task started.
+        self.pump().await;
         loop {
             tokio::select! {
-                cmd = self.commands.recv() => match cmd {
+                Some(d) = self.shutdown.recv() => {
+                    done.push(d);
+                    break;
+                }
+                cmd = self.commands.recv(), if !self.blocked => match cmd {
                     // Every handle is gone: nobody can use the client any more.
                     None => break,
-                    Some(Command::Shutdown { done: d }) => {
-                        done.push(d);
-                        break;
-                    }
                     Some(Command::Wake) => {}
                     Some(Command::EnterRoom { room, reply }) => self.enter_room(room, reply),
                     Some(Command::WatchUpdates { room, thread, reply }) => {
@@ -141,7 +152,7 @@ impl Actor {
                     }
                     Some(Event::Stream(StreamEvent::Reset { bound_jid, .. })) => {
                         match bound_jid.try_into_full() {
-                            Ok(own) => self.start_session(own).await,
+                            Ok(own) => self.start_session(own),
                             Err(j) => tracing::warn!(%j, "server bound a JID without resource; ignored"),
                         }
                     }
@@ -160,6 +171,8 @@ impl Actor {
                         }
                     }
                 },
+                // The stream took a stanza from its queue: room for more.
+                _ = wait_sent(&mut self.queued), if self.blocked => {}
                 Some(report) = self.reports.recv() => {
                     let _ = self.events.send(ClientEvent::ReconnectFailed {
                         attempt: report.attempt,
@@ -177,12 +190,12 @@ impl Actor {
 
     /// A new session is bound to `own` (the first, or after a reconnection
     /// that could not resume): announce ourselves and re-enter the rooms.
-    pub(crate) async fn start_session(&mut self, own: FullJid) {
+    pub(crate) fn start_session(&mut self, own: FullJid) {
         let first = !self.shared.engine().was_ever_online();
         // Initial presence first: without it the server does not route
         // 1:1 messages sent to our bare JID to this session.
-        self.transmit(Stanza::Presence(Presence::new(PresenceType::None)))
-            .await;
+        self.priority
+            .push_back(Stanza::Presence(Presence::new(PresenceType::None)));
         self.shared.engine().set_online(own, false);
         if !first {
             self.connection_event(ConnectionEvent::Reconnected { resumed: false });
@@ -275,10 +288,19 @@ impl Actor {
         self.update_feeds.retain(|f| !f.tx.is_closed());
     }
 
-    /// Sends what the engine queued and dispatches its events.
+    /// Sends what the engine queued (as far as the stream has room) and
+    /// dispatches its events.
     async fn pump(&mut self) {
         loop {
-            let next = self.shared.engine().poll_transmit_stanza();
+            if !self.stream_has_room() {
+                self.blocked = true;
+                break;
+            }
+            self.blocked = false;
+            let next = match self.priority.pop_front() {
+                Some(s) => Some(s),
+                None => self.shared.engine().poll_transmit_stanza(),
+            };
             let Some(stanza) = next else { break };
             self.transmit(stanza).await;
         }
@@ -295,10 +317,33 @@ impl Actor {
         }
     }
 
+    /// Whether the stream's transmit queue can take a stanza without
+    /// waiting.
+    ///
+    /// Waiting there would be a deadlock: while this task waits to send,
+    /// it does not read, the stream's receive queue fills, the stream stops
+    /// reading the socket, and a server that blocks on writing to us (a
+    /// room reflecting a flood back to its sender does) stops reading from
+    /// us, so the transmit queue never drains. Seen with ejabberd: a
+    /// sender of 20000 back-to-back payloads stalled for good. So the task
+    /// counts the stanzas still queued (their tokens say when the stream
+    /// takes them) and never hands it more than the queue holds.
+    fn stream_has_room(&mut self) -> bool {
+        while self
+            .queued
+            .front()
+            .is_some_and(|t| t.state() != StanzaStage::Queued)
+        {
+            self.queued.pop_front();
+        }
+        self.queued.len() < QUEUE_DEPTH
+    }
+
     async fn transmit(&mut self, stanza: Stanza) {
-        // Returns once queued in the stream; the stream's own bounded queue
-        // gives backpressure, and it keeps writing while we wait.
-        let _token = self.stream.send(Box::new(stanza)).await;
+        // Returns at once: `stream_has_room` said the queue has room, and
+        // this task is the stream's only sender.
+        let token = self.stream.send(Box::new(stanza)).await;
+        self.queued.push_back(token);
     }
 
     fn dispatch(&mut self, ev: EngineEvent) {
@@ -330,22 +375,25 @@ impl Actor {
     }
 
     async fn drain_commands_after_failure(&mut self, done: &mut Vec<oneshot::Sender<()>>) {
-        while let Some(cmd) = self.commands.recv().await {
-            match cmd {
-                Command::Shutdown { done: d } => {
+        loop {
+            tokio::select! {
+                Some(d) = self.shutdown.recv() => {
                     done.push(d);
                     return;
                 }
-                Command::EnterRoom { reply, .. } => {
-                    let _ = reply.send(Err(GroupError::Closed));
-                }
-                Command::WatchUpdates { reply, .. } => {
-                    let _ = reply.send(Err(UpdateError::Closed));
-                }
-                Command::Wake => {
-                    // Sends already failed in the engine (offline).
-                    while self.shared.engine().poll_transmit_stanza().is_some() {}
-                }
+                cmd = self.commands.recv() => match cmd {
+                    None => return,
+                    Some(Command::EnterRoom { reply, .. }) => {
+                        let _ = reply.send(Err(GroupError::Closed));
+                    }
+                    Some(Command::WatchUpdates { reply, .. }) => {
+                        let _ = reply.send(Err(UpdateError::Closed));
+                    }
+                    Some(Command::Wake) => {
+                        // Sends already failed in the engine (offline).
+                        while self.shared.engine().poll_transmit_stanza().is_some() {}
+                    }
+                },
             }
         }
     }
@@ -360,13 +408,17 @@ impl Actor {
         if online {
             // Leave the rooms politely, then close the stream.
             self.pump().await;
-            let _ = self
-                .stream
-                .send(Box::new(Stanza::Presence(Presence::new(
-                    PresenceType::Unavailable,
-                ))))
-                .await;
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.stream.close()).await;
+            // The queue may be full of a flood; the goodbye is not worth a
+            // wait past the close timeout.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                self.stream
+                    .send(Box::new(Stanza::Presence(Presence::new(
+                        PresenceType::Unavailable,
+                    ))))
+                    .await;
+                self.stream.close().await;
+            })
+            .await;
         }
         // When offline the stream's worker waits for a reconnection that the
         // reconnector now abandons (see login.rs); dropping the stream here
@@ -377,5 +429,15 @@ impl Actor {
             }
         }
         let _ = self.events.send(ClientEvent::Closed);
+    }
+}
+
+/// Waits until the oldest queued stanza leaves the stream's queue.
+async fn wait_sent(queued: &mut VecDeque<StanzaToken>) {
+    match queued.front_mut() {
+        Some(token) => {
+            token.wait_for(StanzaStage::Sent).await;
+        }
+        None => std::future::pending().await,
     }
 }

@@ -39,6 +39,7 @@ mod connector;
 mod login;
 mod reconnect;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -237,6 +238,7 @@ impl Shared {
 struct Inner {
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
+    shutdown: mpsc::Sender<oneshot::Sender<()>>,
     events: broadcast::Sender<ClientEvent>,
     join_timeout: Duration,
 }
@@ -352,11 +354,16 @@ impl Client {
             closed,
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(QUEUE_DEPTH);
+        let (shutdown_tx, shutdown_rx) = mpsc::channel(4);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let mut actor = Actor {
             shared: shared.clone(),
             stream,
+            queued: VecDeque::new(),
+            priority: VecDeque::new(),
+            blocked: false,
             commands: cmd_rx,
+            shutdown: shutdown_rx,
             reports: report_rx,
             events: events.clone(),
             room_waiters: Default::default(),
@@ -364,12 +371,13 @@ impl Client {
         };
         // The session is already bound: set it up before handing out
         // handles, so that the engine knows our JID from the start.
-        actor.start_session(own).await;
+        actor.start_session(own);
         tokio::spawn(actor.run());
         Ok(Client {
             inner: Arc::new(Inner {
                 shared,
                 commands: cmd_tx,
+                shutdown: shutdown_tx,
                 events,
                 join_timeout: config.join_timeout,
             }),
@@ -446,13 +454,7 @@ impl Client {
     /// channel. Other handles see [`SendError::Closed`] afterwards.
     pub async fn shutdown(&self) {
         let (done, finished) = oneshot::channel();
-        if self
-            .inner
-            .commands
-            .send(Command::Shutdown { done })
-            .await
-            .is_ok()
-        {
+        if self.inner.shutdown.send(done).await.is_ok() {
             let _ = finished.await;
         }
     }
