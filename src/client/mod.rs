@@ -96,6 +96,7 @@ pub struct Config {
     join_timeout: Duration,
     resource: Option<String>,
     nick: Option<String>,
+    keepalive: (Duration, Duration),
     engine: EngineConfig,
 }
 
@@ -110,6 +111,7 @@ impl Config {
             password: password.into(),
             transport: Transport::StartTls(None),
             connect_timeout: Duration::from_secs(15),
+            keepalive: (Duration::from_secs(15), Duration::from_secs(10)),
             join_timeout: Duration::from_secs(15),
             resource: None,
             nick: None,
@@ -149,6 +151,18 @@ impl Config {
     /// Ask the server for this resource (default: the server picks one).
     pub fn with_resource(mut self, resource: impl Into<String>) -> Self {
         self.resource = Some(resource.into());
+        self
+    }
+
+    /// How a dead connection is noticed: after `idle` without data from
+    /// the server the client asks it for an answer (a XEP-0198 request, or
+    /// whitespace), and if none comes within `answer` the connection is
+    /// declared dead, reported ([`ConnectionEvent::Disconnected`]) and
+    /// re-established. Defaults: 15 s and 10 s, so a frozen server or a
+    /// half-open connection is noticed within 25 s (a realtime channel is
+    /// useless long before tokio-xmpp's own 60 s + 15 s would notice).
+    pub fn with_keepalive(mut self, idle: Duration, answer: Duration) -> Self {
+        self.keepalive = (idle, answer);
         self
     }
 
@@ -303,7 +317,10 @@ impl Client {
                 .map_err(|e| ConnectError::Config(format!("invalid resource: {e}")))?,
             None => Jid::from(config.jid.clone()),
         };
-        let timeouts = Timeouts::tight();
+        let timeouts = Timeouts {
+            read_timeout: config.keepalive.0,
+            response_timeout: config.keepalive.1,
+        };
         let unreachable = |last_error: String| ConnectError::Unreachable {
             timeout: config.connect_timeout,
             last_error,
