@@ -28,7 +28,7 @@ use xmpp_parsers::message::MessageType;
 use xmpp_parsers::presence::Type as PresenceType;
 use xmpp_parsers::stanza::Stanza;
 
-use crate::harness::{
+use spec_tests::harness::{
     Capabilities, Channel, Harness, HarnessError, JoinFailure, Member, Received, SendFailure,
 };
 
@@ -253,7 +253,7 @@ impl Harness for MemoryHarness {
         instance: &str,
     ) -> Result<Result<MemoryChannel, JoinFailure>, HarnessError> {
         let state = self.chat(chat)?;
-        let device = super::device_of(&state.members, member, chat.0)?;
+        let device = crate::device_of(&state.members, member, chat.0)?;
         let room = state.room.clone();
         let joined = lock(&self.net)
             .devices
@@ -267,7 +267,7 @@ impl Harness for MemoryHarness {
                 id,
                 inbox,
             }),
-            Some(Err(e)) => Err(super::join_failure(e)),
+            Some(Err(e)) => Err(crate::join_failure(e)),
         })
     }
 
@@ -277,7 +277,7 @@ impl Harness for MemoryHarness {
         member: Member,
     ) -> Result<Member, HarnessError> {
         let state = self.chat(chat)?;
-        let device = super::device_of(&state.members, member, chat.0)?;
+        let device = crate::device_of(&state.members, member, chat.0)?;
         let room = state.room.clone();
         let p = self.owner[device];
         let d = self.new_device(p)?;
@@ -321,11 +321,11 @@ impl Channel for MemoryChannel {
         };
         let sent = d.engine.send(self.id, data);
         net.pump();
-        sent.map_err(super::send_failure)
+        sent.map_err(crate::send_failure)
     }
 
     async fn recv(&mut self, timeout: Duration) -> Received {
-        super::recv_delivery(&mut self.inbox, timeout).await
+        crate::recv_delivery(&mut self.inbox, timeout).await
     }
 
     async fn leave(&mut self) {

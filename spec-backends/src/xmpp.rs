@@ -18,7 +18,7 @@ use webxdc_realtime_xmpp::jid::BareJid;
 use webxdc_realtime_xmpp::{Client, Config, GroupChat};
 use xmpp_test_server::{Options, ServerKind, TestServer};
 
-use crate::harness::{
+use spec_tests::harness::{
     Capabilities, Channel, Harness, HarnessError, JoinFailure, Member, Received, SendFailure,
 };
 
@@ -240,7 +240,7 @@ impl Harness for XmppHarness {
             .ok_or_else(|| HarnessError(format!("no member {member} in chat {}", chat.0)))?;
         Ok(match group.join_realtime_channel(instance) {
             Ok(inner) => Ok(XmppChannel { inner }),
-            Err(e) => Err(super::join_failure(e)),
+            Err(e) => Err(crate::join_failure(e)),
         })
     }
 
@@ -250,7 +250,7 @@ impl Harness for XmppHarness {
         member: Member,
     ) -> Result<Member, HarnessError> {
         let state = self.chat(chat)?;
-        let device = super::device_of(&state.members, member, chat.0)?;
+        let device = crate::device_of(&state.members, member, chat.0)?;
         let room = state.room.clone();
         let p = self.devices[device].participant;
         let d = self.new_device(p).await?;
@@ -274,11 +274,11 @@ pub struct XmppChannel {
 
 impl Channel for XmppChannel {
     async fn send(&mut self, data: &[u8]) -> Result<(), SendFailure> {
-        self.inner.send(data).await.map_err(super::send_failure)
+        self.inner.send(data).await.map_err(crate::send_failure)
     }
 
     async fn recv(&mut self, timeout: Duration) -> Received {
-        super::recv_delivery(&mut self.inner, timeout).await
+        crate::recv_delivery(&mut self.inner, timeout).await
     }
 
     async fn leave(&mut self) {
