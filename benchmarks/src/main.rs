@@ -228,13 +228,13 @@ async fn run(
         let t0 = Instant::now();
         let mut r = match name {
             "xmpp-prosody" => {
-                let h = spec_tests::backends::xmpp::XmppHarness::prosody();
+                let h = spec_backends::xmpp::XmppHarness::prosody();
                 let (r, h) = run_backend(h, params).await;
                 drop_off_runtime(h).await;
                 r
             }
             "xmpp-ejabberd" => {
-                let h = spec_tests::backends::xmpp::XmppHarness::ejabberd();
+                let h = spec_backends::xmpp::XmppHarness::ejabberd();
                 let (r, h) = run_backend(h, params).await;
                 drop_off_runtime(h).await;
                 r

@@ -749,7 +749,7 @@ impl<H> std::fmt::Debug for Case<H> {
 }
 
 macro_rules! registry {
-    ($($case:ident),* $(,)?) => {
+    (; $($case:ident),* $(,)?) => {
         /// Every case, in the order of the report.
         pub fn all<H: Harness + 'static>() -> Vec<Case<H>> {
             vec![$(Case { name: stringify!($case), run: |h| Box::pin($case(h)) }),*]
@@ -760,28 +760,40 @@ macro_rules! registry {
     };
 }
 
-registry!(
-    two_peers_both_directions,
-    three_peers_all_receive,
-    exact_bytes_all_256_values,
-    empty_payload,
-    max_size_payload_round_trip,
-    oversize_rejected_channel_still_works,
-    no_self_echo,
-    other_device_of_same_member_receives,
-    per_sender_order_200,
-    identical_payloads_both_delivered,
-    no_duplicates_when_send_races_join,
-    isolation_between_instances_in_one_chat,
-    isolation_between_chats_same_instance,
-    late_joiner_receives_nothing_older,
-    leave_stops_delivery_at_once,
-    leave_twice_is_harmless,
-    send_after_leave_is_an_error,
-    double_join_is_an_error,
-    join_again_after_leave_works,
-    simultaneous_join_both_directions,
-    burst_of_200_without_loss,
-    slow_reader_gets_queue_or_lagged,
-    transport_restart_channel_works_again,
-);
+crate::__with_cases!(registry!());
+
+/// The suite's case list, written once, in the order of the report: calls
+/// `$callback!(args; case, case, ...)`. [`all`], [`NAMES`] and the
+/// [`conformance_tests!`](crate::conformance_tests) macro are all made from
+/// it, so they cannot differ.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_cases {
+    ($($callback:ident)::+ ! ($($args:tt)*)) => {
+        $($callback)::+!($($args)*;
+            two_peers_both_directions,
+            three_peers_all_receive,
+            exact_bytes_all_256_values,
+            empty_payload,
+            max_size_payload_round_trip,
+            oversize_rejected_channel_still_works,
+            no_self_echo,
+            other_device_of_same_member_receives,
+            per_sender_order_200,
+            identical_payloads_both_delivered,
+            no_duplicates_when_send_races_join,
+            isolation_between_instances_in_one_chat,
+            isolation_between_chats_same_instance,
+            late_joiner_receives_nothing_older,
+            leave_stops_delivery_at_once,
+            leave_twice_is_harmless,
+            send_after_leave_is_an_error,
+            double_join_is_an_error,
+            join_again_after_leave_works,
+            simultaneous_join_both_directions,
+            burst_of_200_without_loss,
+            slow_reader_gets_queue_or_lagged,
+            transport_restart_channel_works_again,
+        );
+    };
+}

@@ -24,14 +24,17 @@
 //!   per case for a harness.
 //! * [`runner`]: runs every case on several backends and prints one table,
 //!   compared against per-backend expectation files.
-//! * [`backends`]: the in-memory reference (the library's sans-IO engine
-//!   and a simulated MUC) and the XMPP backend (real Prosody or ejabberd).
+//!
+//! The crate has no transport in it: it depends on a runtime (tokio) and
+//! `futures`, nothing else. Backends live with their transports; a
+//! complete one written against this crate's public API alone is
+//! `examples/broadcast.rs` (an in-process broadcast hub, about 200 lines),
+//! which the crate's own tests run through the whole suite.
 //!
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod backends;
 pub mod cases;
 pub mod harness;
 pub mod runner;
@@ -65,41 +68,18 @@ impl Outcome {
 ///
 /// A failing case panics with its reason; a case skipped for a missing
 /// capability passes and prints a note. Use it at the top level of an
-/// integration test file:
+/// integration test file (`tests/conformance.rs`):
 ///
+/// ```ignore
+/// spec_tests::conformance_tests!(my_backend::MyHarness::new());
 /// ```
-/// spec_tests::conformance_tests!(spec_tests::backends::memory::MemoryHarness::new());
-/// # fn main() {}
-/// ```
+///
+/// A complete backend that runs the suite this way, written against this
+/// crate's public API only, is `examples/broadcast.rs`.
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
-        $crate::__conformance_tests_each!(
-            $make;
-            two_peers_both_directions,
-            three_peers_all_receive,
-            exact_bytes_all_256_values,
-            empty_payload,
-            max_size_payload_round_trip,
-            oversize_rejected_channel_still_works,
-            no_self_echo,
-            other_device_of_same_member_receives,
-            per_sender_order_200,
-            identical_payloads_both_delivered,
-            no_duplicates_when_send_races_join,
-            isolation_between_instances_in_one_chat,
-            isolation_between_chats_same_instance,
-            late_joiner_receives_nothing_older,
-            leave_stops_delivery_at_once,
-            leave_twice_is_harmless,
-            send_after_leave_is_an_error,
-            double_join_is_an_error,
-            join_again_after_leave_works,
-            simultaneous_join_both_directions,
-            burst_of_200_without_loss,
-            slow_reader_gets_queue_or_lagged,
-            transport_restart_channel_works_again,
-        );
+        $crate::__with_cases!($crate::__conformance_tests_each!($make));
     };
 }
 

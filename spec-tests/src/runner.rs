@@ -1,15 +1,17 @@
 //! Runs every case on several backends and prints one result table.
 //!
-//! ```no_run
-//! use spec_tests::backends::{memory::MemoryHarness, xmpp::XmppHarness};
+//! ```ignore
 //! use spec_tests::runner::Backend;
 //!
 //! let backends = vec![
-//!     Backend::new("memory", MemoryHarness::new),
-//!     Backend::new("xmpp-prosody", XmppHarness::prosody),
+//!     Backend::new("mine", my_backend::MyHarness::new),
+//!     Backend::new("mine-over-tls", my_backend::MyHarness::with_tls),
 //! ];
 //! std::process::exit(spec_tests::runner::main(backends));
 //! ```
+//!
+//! (`examples/broadcast.rs` is a complete program that does this:
+//! `cargo run -p spec-tests --example broadcast`.)
 //!
 //! The factory is a plain, synchronous, infallible `Fn() -> H`: it is
 //! called once per case, inside the runtime (so it may spawn tasks), and a

@@ -1,10 +1,14 @@
 //! The suite catches broken backends: deliberately broken wrappers around
-//! the memory backend must fail the cases that check what they break.
+//! a correct backend (the broadcast hub of `examples/broadcast.rs`) must
+//! fail the cases that check what they break.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use spec_tests::backends::memory::{MemoryChannel, MemoryChat, MemoryHarness};
+#[path = "../examples/broadcast.rs"]
+mod broadcast;
+
+use broadcast::{BroadcastChannel, BroadcastChat, BroadcastHarness};
 use spec_tests::cases;
 use spec_tests::harness::{
     Capabilities, Channel, Harness, HarnessError, JoinFailure, Member, Received, SendFailure,
@@ -21,18 +25,18 @@ enum Bug {
 }
 
 struct Broken {
-    inner: MemoryHarness,
+    inner: BroadcastHarness,
     bug: Bug,
 }
 
 struct BrokenChannel {
-    inner: MemoryChannel,
+    inner: BroadcastChannel,
     bug: Bug,
     echoes: VecDeque<Vec<u8>>,
 }
 
 impl Harness for Broken {
-    type Chat = MemoryChat;
+    type Chat = BroadcastChat;
     type Channel = BrokenChannel;
     fn name(&self) -> String {
         "broken".into()
@@ -40,15 +44,15 @@ impl Harness for Broken {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
-    async fn new_chat(&mut self, members: usize) -> Result<MemoryChat, HarnessError> {
+    async fn new_chat(&mut self, members: usize) -> Result<BroadcastChat, HarnessError> {
         self.inner.new_chat(members).await
     }
-    async fn other_chat(&mut self, chat: &MemoryChat) -> Result<MemoryChat, HarnessError> {
+    async fn other_chat(&mut self, chat: &BroadcastChat) -> Result<BroadcastChat, HarnessError> {
         self.inner.other_chat(chat).await
     }
     async fn join(
         &mut self,
-        chat: &MemoryChat,
+        chat: &BroadcastChat,
         member: Member,
         instance: &str,
     ) -> Result<Result<BrokenChannel, JoinFailure>, HarnessError> {
@@ -65,7 +69,7 @@ impl Harness for Broken {
     }
     async fn add_device(
         &mut self,
-        chat: &MemoryChat,
+        chat: &BroadcastChat,
         member: Member,
     ) -> Result<Member, HarnessError> {
         self.inner.add_device(chat, member).await
@@ -99,7 +103,7 @@ impl Channel for BrokenChannel {
 
 fn broken(bug: Bug) -> Broken {
     Broken {
-        inner: MemoryHarness::new(),
+        inner: BroadcastHarness::new(),
         bug,
     }
 }

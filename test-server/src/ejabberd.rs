@@ -25,8 +25,12 @@ use std::process::{ChildStdout, Command};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use crate::files::{create_dir, write_file};
 use crate::install::{ensure_package, find_program};
-use crate::{annotate, create_dir, write_file, Control, Layout, ServerConfig, DOMAIN};
+use crate::process::Control;
+use crate::server::{Layout, ServerConfig};
+use crate::util::{annotate, unique_id};
+use crate::DOMAIN;
 
 /// Prefix of the lines our command loop prints on stdout.
 const REPLY_PREFIX: &str = "xts-reply ";
@@ -204,7 +208,7 @@ pub(crate) fn create_account(control: &mut Control, name: &str, password: &str) 
 pub(crate) fn request_stop(control: &mut Control) -> bool {
     control
         .stdin
-        .write_all(format!("stop {}\n", crate::unique_id()).as_bytes())
+        .write_all(format!("stop {}\n", unique_id()).as_bytes())
         .and_then(|()| control.stdin.flush())
         .is_ok()
 }
@@ -216,7 +220,7 @@ fn request(control: &mut Control, cmd: &str, args: &[&str]) -> io::Result<String
         .replies
         .as_ref()
         .ok_or_else(|| io::Error::other("no command channel to ejabberd"))?;
-    let id = crate::unique_id().to_string();
+    let id = unique_id().to_string();
     let line = format!("{cmd} {id} {}\n", args.join(" "));
     control
         .stdin

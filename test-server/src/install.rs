@@ -50,13 +50,13 @@ pub(crate) fn ensure_package(
     if present() {
         return Ok(());
     }
-    let _guard = APT_MUTEX.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::util::lock(&APT_MUTEX);
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(APT_LOCK_FILE)
-        .map_err(|e| crate::annotate(e, &format!("cannot open {APT_LOCK_FILE}")))?;
+        .map_err(|e| crate::util::annotate(e, &format!("cannot open {APT_LOCK_FILE}")))?;
     flock_exclusive(&lock)?;
     if present() {
         return Ok(());
@@ -72,8 +72,8 @@ pub(crate) fn ensure_package(
     };
     // A failed update (e.g. offline with a warm cache) is not fatal by
     // itself; report it only if the install fails too.
-    let update = crate::run_checked(&mut apt(&["update"]));
-    let install = crate::run_checked(&mut apt(&[
+    let update = crate::util::run_checked(&mut apt(&["update"]));
+    let install = crate::util::run_checked(&mut apt(&[
         "install",
         "-y",
         "--no-install-recommends",
@@ -113,7 +113,10 @@ fn flock_exclusive(file: &std::fs::File) -> io::Result<()> {
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
-            return Err(crate::annotate(e, &format!("cannot lock {APT_LOCK_FILE}")));
+            return Err(crate::util::annotate(
+                e,
+                &format!("cannot lock {APT_LOCK_FILE}"),
+            ));
         }
     }
 }

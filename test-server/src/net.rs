@@ -1,10 +1,13 @@
 //! Port allocation and readiness checks.
 
 use std::collections::BTreeSet;
-use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::raw::{has_complete_features, stream_header, RawClient};
+use crate::util::lock;
 
 /// Ports handed to servers of this process that are still alive. The
 /// kernel may return a port from `bind(:0)` again as soon as we close the
@@ -22,11 +25,13 @@ impl PortLease {
     /// take it in between; the readiness check detects that (see
     /// [`listener_owner`]) and the caller retries with a new port.
     pub(crate) fn new() -> io::Result<PortLease> {
-        let mut leased = LEASED.lock().unwrap_or_else(|e| e.into_inner());
+        let mut leased = lock(&LEASED);
         for _ in 0..64 {
             let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
                 .and_then(|l| l.local_addr())
-                .map_err(|e| crate::annotate(e, "cannot bind 127.0.0.1:0 to pick a free port"))?
+                .map_err(|e| {
+                    crate::util::annotate(e, "cannot bind 127.0.0.1:0 to pick a free port")
+                })?
                 .port();
             if leased.insert(port) {
                 return Ok(PortLease(port));
@@ -45,10 +50,7 @@ impl PortLease {
 
 impl Drop for PortLease {
     fn drop(&mut self) {
-        LEASED
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.0);
+        lock(&LEASED).remove(&self.0);
     }
 }
 
@@ -133,43 +135,18 @@ pub(crate) fn anyone_listens(port: u16) -> bool {
 /// answered with its stream features, i.e. the virtual host is up and
 /// users can log in. Bounded by about two seconds.
 pub(crate) fn probe_stream(addr: SocketAddr, domain: &str) -> bool {
-    let Ok(mut sock) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+    let Ok(mut c) = RawClient::connect_timeout(addr, Duration::from_millis(500)) else {
         return false;
     };
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let header = format!(
-        "<?xml version='1.0'?><stream:stream to='{domain}' xmlns='jabber:client' \
-         xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
-    );
-    if sock.write_all(header.as_bytes()).is_err() {
-        return false;
-    }
-    let mut reply = Vec::new();
-    let mut buf = [0u8; 4096];
-    let ready = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || sock.set_read_timeout(Some(left)).is_err() {
-            break false;
-        }
-        match sock.read(&mut buf) {
-            Ok(0) | Err(_) => break false,
-            Ok(n) => reply.extend_from_slice(&buf[..n]),
-        }
-        let text = String::from_utf8_lossy(&reply);
-        if text.contains("stream:error") {
-            break false;
-        }
-        if has_complete_features(&text) {
-            break true;
-        }
-    };
-    let _ = sock.write_all(b"</stream:stream>");
+    c.set_timeout(Duration::from_secs(2));
+    // A stream error (the host is not up yet) ends the wait too.
+    let ready = c.send(&stream_header(domain)).is_ok()
+        && c.read_until("stream features", |b| {
+            b.contains("stream:error") || has_complete_features(b)
+        })
+        .is_ok_and(|reply| !reply.contains("stream:error"));
+    c.close();
     ready
-}
-
-/// Whether `text` holds a complete `<stream:features>` element.
-pub(crate) fn has_complete_features(text: &str) -> bool {
-    text.contains("</stream:features>") || text.contains("<stream:features/>")
 }
 
 #[cfg(test)]

@@ -6,8 +6,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::files::{create_dir, write_file};
 use crate::install::{ensure_package, find_program};
-use crate::{annotate, create_dir, write_file, Layout, ServerConfig, DOMAIN, MUC_DOMAIN};
+use crate::server::{Layout, ServerConfig};
+use crate::util::{annotate, unique_id};
+use crate::{DOMAIN, MUC_DOMAIN};
 
 /// Installs Prosody if `prosody` is missing.
 pub(crate) fn ensure_installed() -> io::Result<()> {
@@ -111,7 +114,7 @@ impl Prosody {
             "{}.xts-tmp-{}-{}",
             path_encode(name),
             std::process::id(),
-            crate::unique_id()
+            unique_id()
         ));
         let contents = format!(
             "return {{\n\t[\"password\"] = {};\n}};\n",

@@ -4,7 +4,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{create_dir, run_checked, write_file, DOMAIN, MUC_DOMAIN};
+use crate::files::{create_dir, write_file};
+use crate::util::run_checked;
+use crate::{DOMAIN, MUC_DOMAIN};
 
 /// PEM files of a generated certificate set.
 pub(crate) struct Certs {
@@ -78,7 +80,7 @@ pub(crate) fn generate(dir: &Path) -> io::Result<Certs> {
              authorityKeyIdentifier=keyid\n"
         ),
     )?;
-    let serial = format!("0x{}", crate::random_password()?);
+    let serial = format!("0x{}", crate::accounts::random_password()?);
     run_checked(
         Command::new(&openssl)
             .args(["x509", "-req", "-in"])

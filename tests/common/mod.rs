@@ -1,20 +1,24 @@
 //! Helpers shared by the integration tests: a throwaway server per test,
 //! clients on it, and synchronisation by causality ("send until received",
-//! "the marker arrives first") instead of sleeps.
+//! "the marker arrives first") instead of sleeps: the conformance suite's
+//! own barrier (`spec_tests::sync`), and the test server's raw-socket
+//! client for stanzas no XMPP library would build.
 #![allow(dead_code)]
 
 use std::time::Duration;
 
 use futures::StreamExt;
+use spec_tests::harness::{Received, SendFailure};
 use tokio::time::timeout;
 use webxdc_realtime_xmpp::jid::BareJid;
 use webxdc_realtime_xmpp::minidom::Element;
-use webxdc_realtime_xmpp::{Channel, Client, Config, Delivery, Payload};
+use webxdc_realtime_xmpp::{Channel, Client, Config, Delivery, Payload, SendError};
+use xmpp_test_server::raw::RawClient as RawXmpp;
 use xmpp_test_server::{Options, TestServer};
 
 /// Upper bound for anything that should happen promptly on loopback. Only a
 /// hang guard: tests wait for events, never for time.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+pub use spec_tests::sync::PATIENCE;
 
 /// Logs to the test output when RUST_LOG is set.
 pub fn init_tracing() {
@@ -77,65 +81,63 @@ pub async fn next_payload(ch: &mut Channel) -> Payload {
 /// Establishes connectivity from `sender` to every receiver: sends a fresh
 /// marker until each receiver has seen one, then drains every receiver up
 /// to the last marker, so that the channels are quiet afterwards. Anything
-/// but a marker arriving meanwhile fails the test.
+/// but a marker arriving meanwhile fails the test. This is the conformance
+/// suite's barrier (`spec_tests::sync::barrier`), run on library channels.
 pub async fn barrier(sender: &Channel, receivers: &mut [&mut Channel]) {
-    timeout(PATIENCE, async {
-        let mut round = 0u32;
-        // The last marker each receiver saw.
-        let mut seen: Vec<Option<Vec<u8>>> = vec![None; receivers.len()];
-        while seen.iter().any(|s| s.is_none()) {
-            round += 1;
-            let marker = format!("barrier-{round}");
-            match sender.send(marker.as_bytes()).await {
-                Ok(()) => {}
-                // Not joined again yet (after a reconnect): try again.
-                Err(_) => {
-                    tokio::task::yield_now().await;
-                }
-            }
-            for (i, r) in receivers.iter_mut().enumerate() {
-                if seen[i].is_some() {
-                    continue;
-                }
-                // Wait briefly for this round's marker; a missing one only
-                // means another round.
-                match timeout(Duration::from_millis(300), r.next()).await {
-                    Ok(Some(Delivery::Payload(p))) => {
-                        assert_marker(&p.data);
-                        seen[i] = Some(p.data);
-                    }
-                    Ok(Some(Delivery::Connection(_))) | Err(_) => {}
-                    Ok(other) => panic!("unexpected {other:?} during the barrier"),
-                }
-            }
-        }
-        // Drain the rounds still in flight, up to the last marker.
-        let last = format!("barrier-{round}");
-        for (r, seen) in receivers.iter_mut().zip(seen) {
-            if seen.as_deref() == Some(last.as_bytes()) {
-                continue;
-            }
-            loop {
-                let data = next_payload(r).await.data;
-                assert_marker(&data);
-                if data == last.as_bytes() {
-                    break;
-                }
-            }
-        }
-    })
-    .await
-    .expect("connectivity established");
+    let mut sender = Peer::Sender(sender);
+    let mut peers: Vec<Peer<'_>> = receivers.iter_mut().map(|r| Peer::Receiver(r)).collect();
+    let mut peers: Vec<&mut Peer<'_>> = peers.iter_mut().collect();
+    if let Err(e) = spec_tests::sync::barrier(&mut sender, &mut peers).await {
+        panic!("connectivity not established: {e}");
+    }
 }
 
-/// Only barrier markers may arrive during a barrier: anything else is a
-/// payload the test did not expect (an echo, a replay, a leak).
-fn assert_marker(data: &[u8]) {
-    assert!(
-        data.starts_with(b"barrier-"),
-        "unexpected payload during the barrier: {:?}",
-        String::from_utf8_lossy(data)
-    );
+/// A library channel as the suite's `Channel`, for its barrier: the
+/// barrier's sender only sends (the library's `send` takes `&self`), its
+/// receivers receive.
+enum Peer<'a> {
+    Sender(&'a Channel),
+    Receiver(&'a mut Channel),
+}
+
+impl spec_tests::harness::Channel for Peer<'_> {
+    async fn send(&mut self, data: &[u8]) -> Result<(), SendFailure> {
+        let ch: &Channel = match self {
+            Peer::Sender(ch) => ch,
+            Peer::Receiver(ch) => ch,
+        };
+        ch.send(data).await.map_err(|e| match e {
+            SendError::TooLarge { .. } => SendFailure::TooLarge,
+            SendError::Left => SendFailure::Left,
+            // Not joined again yet after a reconnect, …: the barrier
+            // tries again in its next round.
+            other => SendFailure::Other(other.to_string()),
+        })
+    }
+
+    async fn recv(&mut self, wait: Duration) -> Received {
+        let Peer::Receiver(ch) = self else {
+            return Received::Closed; // the barrier never reads its sender
+        };
+        let next = async {
+            loop {
+                match ch.next().await {
+                    Some(Delivery::Payload(p)) => return Received::Payload(p.data),
+                    Some(Delivery::Lagged { dropped }) => return Received::Lagged(dropped),
+                    // Connection notices are not data.
+                    Some(_) => continue,
+                    None => return Received::Closed,
+                }
+            }
+        };
+        timeout(wait, next).await.unwrap_or(Received::Timeout)
+    }
+
+    async fn leave(&mut self) {
+        if let Peer::Receiver(ch) = self {
+            ch.leave();
+        }
+    }
 }
 
 /// Sends a raw stanza through a plain tokio-xmpp client (for stanzas our
@@ -224,76 +226,40 @@ impl RawClient {
 
 /// A bare-bones XMPP client on a raw socket (plaintext, SASL PLAIN): it can
 /// write any bytes, including stanzas that typed XMPP libraries refuse to
-/// build, as a hostile peer's client would.
+/// build, as a hostile peer's client would. The test server's blocking
+/// client, driven off the runtime's threads.
 pub struct RawSocket {
-    stream: tokio::net::TcpStream,
+    /// `None` only while a write is in flight.
+    client: Option<RawXmpp>,
     pub jid: String,
 }
 
 impl RawSocket {
     pub async fn connect(server: &TestServer, name: &str) -> RawSocket {
-        use base64::Engine as _;
         let (jid, password) = server.account(name).expect("account");
-        let local = jid.split('@').next().unwrap_or(name).to_owned();
-        let stream = tokio::net::TcpStream::connect(server.c2s_addr())
-            .await
-            .expect("tcp");
-        let mut raw = RawSocket {
-            stream,
-            jid: String::new(),
-        };
-        let header = format!(
-            "<?xml version='1.0'?><stream:stream to='{}' xmlns='jabber:client' \
-             xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
-            server.domain()
-        );
-        raw.write(&header).await;
-        raw.read_until("</stream:features>").await;
-        let creds =
-            base64::engine::general_purpose::STANDARD.encode(format!("\0{local}\0{password}"));
-        raw.write(&format!(
-            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
-        ))
-        .await;
-        raw.read_until("<success").await;
-        raw.write(&header).await;
-        raw.read_until("</stream:features>").await;
-        raw.write(
-            "<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
-             <resource>raw</resource></bind></iq>",
-        )
-        .await;
-        raw.read_until("</iq>").await;
-        raw.write("<presence/>").await;
-        raw.jid = format!("{jid}/raw");
-        raw
+        let (addr, domain) = (server.c2s_addr(), server.domain().to_owned());
+        let client = tokio::task::spawn_blocking(move || {
+            let mut c = RawXmpp::login(addr, &domain, &jid, &password, Some("raw"))?;
+            c.send("<presence/>")?;
+            Ok::<_, std::io::Error>(c)
+        })
+        .await
+        .expect("raw client task")
+        .expect("raw client logged in");
+        let jid = client.jid().expect("a bound JID").to_owned();
+        RawSocket {
+            client: Some(client),
+            jid,
+        }
     }
 
     pub async fn write(&mut self, xml: &str) {
-        use tokio::io::AsyncWriteExt;
-        self.stream
-            .write_all(xml.as_bytes())
+        let mut client = self.client.take().expect("no write in flight");
+        let xml = xml.to_owned();
+        let client = tokio::task::spawn_blocking(move || client.send(&xml).map(|()| client))
             .await
+            .expect("raw write task")
             .expect("raw write");
-    }
-
-    async fn read_until(&mut self, needle: &str) -> String {
-        use tokio::io::AsyncReadExt;
-        let mut got = Vec::new();
-        timeout(PATIENCE, async {
-            let mut buf = [0u8; 4096];
-            while !String::from_utf8_lossy(&got).contains(needle) {
-                let n = self.stream.read(&mut buf).await.expect("raw read");
-                assert!(
-                    n > 0,
-                    "server closed the raw stream: {}",
-                    String::from_utf8_lossy(&got)
-                );
-                got.extend_from_slice(&buf[..n]);
-            }
-        })
-        .await
-        .expect("raw read within the patience window");
-        String::from_utf8_lossy(&got).into_owned()
+        self.client = Some(client);
     }
 }

@@ -10,7 +10,7 @@
 //! there.
 
 use iroh_backend::IrohHarness;
-use spec_tests::backends::{memory::MemoryHarness, xmpp::XmppHarness};
+use spec_backends::{memory::MemoryHarness, xmpp::XmppHarness};
 use spec_tests::runner::Backend;
 
 fn main() {

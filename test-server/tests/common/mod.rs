@@ -1,148 +1,61 @@
-//! Shared checks for the Prosody and ejabberd integration tests, with a
-//! tiny raw-socket XMPP client (plaintext only, string matching only).
+//! The integration tests, written once and run per server: `prosody.rs`
+//! and `ejabberd.rs` each expand [`server_tests!`] for their server. The
+//! raw-socket client is the crate's own ([`xmpp_test_server::raw`]).
 
-#![allow(dead_code)] // each test binary uses a different subset
-
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{self, Write};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use xmpp_test_server::raw::RawClient;
 use xmpp_test_server::{Options, ServerKind, TestServer};
 
-/// Upper bound for any single wait on the server in these tests.
-const IO_TIMEOUT: Duration = Duration::from_secs(15);
+/// Every test, for the server `$kind` (a `ServerKind` variant).
+macro_rules! server_tests {
+    ($kind:ident) => {
+        use xmpp_test_server::ServerKind::$kind;
+
+        common::server_tests!(@each $kind:
+            stream_features = check_stream_features,
+            accounts = check_accounts,
+            restart_keeps_port_and_accounts = check_restart,
+            side_by_side = check_side_by_side,
+            stop_kills_the_process = check_stop,
+            tls = check_tls,
+            rate_limit = check_rate_limit,
+            muc_archive = check_muc_archive,
+        );
+
+        #[test]
+        fn orphan_shuts_down() {
+            common::check_owner_death($kind, "owner_death_helper");
+        }
+
+        #[test]
+        #[ignore = "helper run by orphan_shuts_down in a child process"]
+        fn owner_death_helper() {
+            common::owner_death_helper($kind);
+        }
+    };
+    (@each $kind:ident: $($test:ident = $check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                common::$check($kind);
+            }
+        )*
+    };
+}
+pub(crate) use server_tests;
 
 pub fn options(kind: ServerKind) -> Options {
     Options::new(kind)
 }
 
-/// A raw XMPP client connection.
-pub struct Raw {
-    sock: TcpStream,
-    buf: String,
-}
-
-impl Raw {
-    pub fn connect(addr: SocketAddr) -> Raw {
-        let sock = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect to c2s");
-        sock.set_nodelay(true).unwrap();
-        Raw {
-            sock,
-            buf: String::new(),
-        }
-    }
-
-    pub fn send(&mut self, data: &str) {
-        self.sock
-            .write_all(data.as_bytes())
-            .expect("write to server");
-    }
-
-    /// Reads until `done(buffer)` holds; returns and clears the buffer.
-    pub fn expect(&mut self, what: &str, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + IO_TIMEOUT;
-        let mut chunk = [0u8; 8192];
-        while !done(&self.buf) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "timed out waiting for {what}; got: {}",
-                self.buf
-            );
-            self.sock.set_read_timeout(Some(left)).unwrap();
-            match self.sock.read(&mut chunk) {
-                Ok(0) => panic!(
-                    "server closed the stream waiting for {what}; got: {}",
-                    self.buf
-                ),
-                Ok(n) => self.buf.push_str(&String::from_utf8_lossy(&chunk[..n])),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => panic!("read error waiting for {what}: {e}"),
-            }
-        }
-        std::mem::take(&mut self.buf)
-    }
-
-    /// Opens a stream to `domain` and returns everything up to and
-    /// including the stream features.
-    pub fn open_stream(&mut self, domain: &str) -> String {
-        self.send(&stream_header(domain));
-        self.expect("stream features", |b| {
-            b.contains("</stream:features>") || b.contains("<stream:features/>")
-        })
-    }
-
-    /// SASL PLAIN; returns whether the server said success.
-    pub fn auth_plain(&mut self, jid: &str, password: &str) -> bool {
-        let local = jid.split('@').next().unwrap();
-        let creds = base64(format!("\0{local}\0{password}").as_bytes());
-        self.send(&format!(
-            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
-        ));
-        let reply = self.expect("SASL outcome", |b| {
-            b.contains("<success") || b.contains("<failure")
-        });
-        reply.contains("<success")
-    }
-
-    /// Logs in with SASL PLAIN and binds a resource.
-    pub fn login(addr: SocketAddr, domain: &str, jid: &str, password: &str) -> Raw {
-        let mut c = Raw::connect(addr);
-        c.open_stream(domain);
-        assert!(c.auth_plain(jid, password), "login as {jid} failed");
-        c.open_stream(domain);
-        c.send("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>");
-        let reply = c.expect("bind result", |b| {
-            b.contains("</iq>") || b.contains("/>") && b.contains("bind1")
-        });
-        assert!(reply.contains("result"), "bind failed: {reply}");
-        c
-    }
-
-    /// Sends an IQ (whose id must be `id`) and returns the reply text.
-    pub fn iq(&mut self, id: &str, iq: &str) -> String {
-        self.send(iq);
-        let quoted = [format!("id='{id}'"), format!("id=\"{id}\"")];
-        self.expect(&format!("reply to iq {id}"), |b| {
-            quoted.iter().any(|q| {
-                b.find(q.as_str())
-                    .is_some_and(|at| b[at..].contains("</iq>") || b[at..].contains("/>"))
-            })
-        })
-    }
-}
-
-pub fn stream_header(domain: &str) -> String {
-    format!(
-        "<?xml version='1.0'?><stream:stream to='{domain}' xmlns='jabber:client' \
-         xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
-    )
-}
-
-pub fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// Logs in with SASL PLAIN and binds a resource the server picks.
+fn login(server: &TestServer, jid: &str, password: &str) -> RawClient {
+    RawClient::login(server.c2s_addr(), server.domain(), jid, password, None)
+        .unwrap_or_else(|e| panic!("login as {jid} failed: {e}"))
 }
 
 /// Whether process `pid` exists (and is not a zombie waiting for a
@@ -169,8 +82,8 @@ pub fn check_stream_features(kind: ServerKind) {
     assert_eq!(server.muc_domain(), "conference.localhost");
     assert!(server.c2s_addr().ip().is_loopback());
     assert!(server.ca_file().is_none());
-    let mut c = Raw::connect(server.c2s_addr());
-    let features = c.open_stream(server.domain());
+    let mut c = RawClient::connect(server.c2s_addr()).unwrap();
+    let features = c.open_stream(server.domain()).unwrap();
     assert!(features.contains("stream:features"), "{features}");
     assert!(
         features.contains("PLAIN"),
@@ -198,15 +111,14 @@ pub fn check_accounts(kind: ServerKind) {
         io::ErrorKind::InvalidInput
     );
 
-    let addr = server.c2s_addr();
-    let mut c = Raw::connect(addr);
-    c.open_stream(server.domain());
+    let mut c = RawClient::connect(server.c2s_addr()).unwrap();
+    c.open_stream(server.domain()).unwrap();
     assert!(
-        !c.auth_plain(&alice.0, "wrong password"),
+        !c.auth_plain(&alice.0, "wrong password").unwrap(),
         "wrong password accepted"
     );
-    Raw::login(addr, server.domain(), &alice.0, &alice.1);
-    Raw::login(addr, server.domain(), &bob.0, &bob.1);
+    login(&server, &alice.0, &alice.1);
+    login(&server, &bob.0, &bob.1);
 
     let t = Instant::now();
     for i in 0..50 {
@@ -226,12 +138,15 @@ pub fn check_restart(kind: ServerKind) {
     assert_eq!(server.c2s_addr(), addr, "restart must keep the port");
     assert_ne!(server.pid(), old_pid);
     assert!(!alive(old_pid), "old process still running");
-    let mut c = Raw::connect(addr);
-    assert!(c.open_stream(server.domain()).contains("stream:features"));
+    let mut c = RawClient::connect(addr).unwrap();
+    assert!(c
+        .open_stream(server.domain())
+        .unwrap()
+        .contains("stream:features"));
     // The account survived, and new ones can be created.
-    Raw::login(addr, server.domain(), &jid, &password);
+    login(&server, &jid, &password);
     let (jid2, password2) = server.account("dave").unwrap();
-    Raw::login(addr, server.domain(), &jid2, &password2);
+    login(&server, &jid2, &password2);
 }
 
 pub fn check_side_by_side(kind: ServerKind) {
@@ -245,13 +160,13 @@ pub fn check_side_by_side(kind: ServerKind) {
     assert_ne!(a.dir(), b.dir());
     let (ja, pa) = a.account("erin").unwrap();
     // Accounts are per server.
-    let mut c = Raw::connect(b.c2s_addr());
-    c.open_stream(b.domain());
+    let mut c = RawClient::connect(b.c2s_addr()).unwrap();
+    c.open_stream(b.domain()).unwrap();
     assert!(
-        !c.auth_plain(&ja, &pa),
+        !c.auth_plain(&ja, &pa).unwrap(),
         "account leaked to the other server"
     );
-    Raw::login(a.c2s_addr(), a.domain(), &ja, &pa);
+    login(&a, &ja, &pa);
 }
 
 pub fn check_stop(kind: ServerKind) {
@@ -345,8 +260,8 @@ pub fn check_tls(kind: ServerKind) {
     assert!(std::fs::read_to_string(&ca)
         .unwrap()
         .starts_with("-----BEGIN CERTIFICATE-----"));
-    let mut c = Raw::connect(server.c2s_addr());
-    let features = c.open_stream(server.domain());
+    let mut c = RawClient::connect(server.c2s_addr()).unwrap();
+    let features = c.open_stream(server.domain()).unwrap();
     assert!(features.contains("starttls"), "{features}");
     assert!(
         features.contains("required"),
@@ -384,13 +299,15 @@ pub fn check_tls(kind: ServerKind) {
 /// Seconds until a ping is answered after pushing `bytes` of whitespace.
 fn ping_after_bulk(server: &TestServer, bytes: usize) -> Duration {
     let (jid, password) = server.account("bulk").unwrap();
-    let mut c = Raw::login(server.c2s_addr(), server.domain(), &jid, &password);
+    let mut c = login(server, &jid, &password);
     let t = Instant::now();
-    c.send(&" ".repeat(bytes));
-    let reply = c.iq(
-        "ping1",
-        "<iq type='get' id='ping1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
-    );
+    c.send(&" ".repeat(bytes)).unwrap();
+    let reply = c
+        .iq(
+            "ping1",
+            "<iq type='get' id='ping1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+        )
+        .unwrap();
     assert!(reply.contains("result"), "{reply}");
     t.elapsed()
 }
@@ -428,20 +345,23 @@ pub fn check_rate_limit(kind: ServerKind) {
 /// Joins a fresh room and returns its disco#info.
 fn room_info(server: &TestServer) -> String {
     let (jid, password) = server.account("roomer").unwrap();
-    let mut c = Raw::login(server.c2s_addr(), server.domain(), &jid, &password);
+    let mut c = login(server, &jid, &password);
     let room = format!("room1@{}", server.muc_domain());
     c.send(&format!(
         "<presence to='{room}/nick'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
-    ));
-    c.expect("MUC self-presence", |b| {
+    ))
+    .unwrap();
+    c.read_until("MUC self-presence", |b| {
         b.contains("code='110'") || b.contains("code=\"110\"")
-    });
+    })
+    .unwrap();
     c.iq(
         "info1",
         &format!(
             "<iq type='get' id='info1' to='{room}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
         ),
     )
+    .unwrap()
 }
 
 pub fn check_muc_archive(kind: ServerKind) {

@@ -1,7 +1,8 @@
-//! Runs the conformance suite on the backends that ship with it and prints
-//! the result table. See `spec_tests::runner` for the options.
+//! Runs the conformance suite on this workspace's backends (memory,
+//! Prosody, ejabberd) and prints the result table. See `spec_tests::runner`
+//! for the options.
 
-use spec_tests::backends::{memory::MemoryHarness, xmpp::XmppHarness};
+use spec_backends::{memory::MemoryHarness, xmpp::XmppHarness};
 use spec_tests::runner::Backend;
 
 fn main() {

@@ -17,9 +17,10 @@
 //! again and are answered again.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use webxdc_realtime_xmpp::engine::{ChannelId, Chat, Engine, EngineConfig};
 use webxdc_realtime_xmpp::jid::{BareJid, FullJid, Jid};
 use webxdc_realtime_xmpp::minidom::Element;
@@ -28,7 +29,7 @@ use xmpp_parsers::message::MessageType;
 use xmpp_parsers::presence::Type as PresenceType;
 use xmpp_parsers::stanza::Stanza;
 
-use crate::harness::{
+use spec_tests::harness::{
     Capabilities, Channel, Harness, HarnessError, JoinFailure, Member, Received, SendFailure,
 };
 
@@ -44,7 +45,10 @@ struct Device {
 }
 
 /// Every engine plus the simulated rooms, behind one lock. The lock is
-/// only held for synchronous engine calls, never across an await.
+/// only held for synchronous engine calls, never across an await. (A
+/// `parking_lot` lock: it does not poison, and every mutation completes
+/// inside one synchronous call, so a case that panicked while holding it
+/// leaves no half-made state worth refusing.)
 #[derive(Default)]
 struct Net {
     devices: Vec<Device>,
@@ -134,12 +138,6 @@ impl Net {
     }
 }
 
-fn lock(net: &Mutex<Net>) -> MutexGuard<'_, Net> {
-    // Every mutation completes inside one synchronous call; a panic in a
-    // case while holding the lock leaves no half-made state worth refusing.
-    net.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 struct ChatState {
     room: BareJid,
     /// Device index of each member number.
@@ -180,7 +178,7 @@ impl MemoryHarness {
 
     /// A new device of participant `p`, online.
     fn new_device(&mut self, p: usize) -> Result<usize, HarnessError> {
-        let mut net = lock(&self.net);
+        let mut net = self.net.lock();
         let index = net.devices.len();
         let jid: FullJid = format!("p{p}@{DOMAIN}/d{index}-s{}", self.restarts)
             .parse()
@@ -195,7 +193,7 @@ impl MemoryHarness {
     /// Puts device `d` into `room` (one nick per device, as the engine
     /// requires) and lets the room answer.
     fn enter(&self, room: &BareJid, d: usize) {
-        let mut net = lock(&self.net);
+        let mut net = self.net.lock();
         let nick = format!("p{}-d{d}", self.owner[d]);
         net.devices[d].engine.join_room(room.clone(), &nick);
         net.pump();
@@ -253,9 +251,11 @@ impl Harness for MemoryHarness {
         instance: &str,
     ) -> Result<Result<MemoryChannel, JoinFailure>, HarnessError> {
         let state = self.chat(chat)?;
-        let device = super::device_of(&state.members, member, chat.0)?;
+        let device = crate::device_of(&state.members, member, chat.0)?;
         let room = state.room.clone();
-        let joined = lock(&self.net)
+        let joined = self
+            .net
+            .lock()
             .devices
             .get_mut(device)
             .map(|d| d.engine.join(Chat::Group(room), instance));
@@ -267,7 +267,7 @@ impl Harness for MemoryHarness {
                 id,
                 inbox,
             }),
-            Some(Err(e)) => Err(super::join_failure(e)),
+            Some(Err(e)) => Err(crate::join_failure(e)),
         })
     }
 
@@ -277,7 +277,7 @@ impl Harness for MemoryHarness {
         member: Member,
     ) -> Result<Member, HarnessError> {
         let state = self.chat(chat)?;
-        let device = super::device_of(&state.members, member, chat.0)?;
+        let device = crate::device_of(&state.members, member, chat.0)?;
         let room = state.room.clone();
         let p = self.owner[device];
         let d = self.new_device(p)?;
@@ -289,7 +289,7 @@ impl Harness for MemoryHarness {
 
     async fn restart(&mut self) -> Result<(), HarnessError> {
         self.restarts += 1;
-        let mut net = lock(&self.net);
+        let mut net = self.net.lock();
         for d in &mut net.devices {
             d.engine.set_offline();
         }
@@ -315,21 +315,21 @@ pub struct MemoryChannel {
 
 impl Channel for MemoryChannel {
     async fn send(&mut self, data: &[u8]) -> Result<(), SendFailure> {
-        let mut net = lock(&self.net);
+        let mut net = self.net.lock();
         let Some(d) = net.devices.get_mut(self.device) else {
             return Err(SendFailure::Other(format!("no device {}", self.device)));
         };
         let sent = d.engine.send(self.id, data);
         net.pump();
-        sent.map_err(super::send_failure)
+        sent.map_err(crate::send_failure)
     }
 
     async fn recv(&mut self, timeout: Duration) -> Received {
-        super::recv_delivery(&mut self.inbox, timeout).await
+        crate::recv_delivery(&mut self.inbox, timeout).await
     }
 
     async fn leave(&mut self) {
-        let mut net = lock(&self.net);
+        let mut net = self.net.lock();
         if let Some(d) = net.devices.get_mut(self.device) {
             d.engine.leave(self.id);
         }
@@ -339,7 +339,7 @@ impl Channel for MemoryChannel {
 impl Drop for MemoryChannel {
     /// Dropping leaves, as the library's channel does.
     fn drop(&mut self) {
-        let mut net = lock(&self.net);
+        let mut net = self.net.lock();
         if let Some(d) = net.devices.get_mut(self.device) {
             d.engine.leave(self.id);
         }

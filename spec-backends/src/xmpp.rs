@@ -9,29 +9,38 @@
 //! another resource (and so its own nick); a restart restarts the server
 //! process, and the clients reconnect and re-enter their rooms by
 //! themselves.
+//!
+//! [`XmppHarness::with_options`] starts the server with other
+//! [`Options`] (a rate limit, a MUC archive, TLS off or on); the
+//! benchmarks use that, [`XmppHarness::on_client`] to watch what every
+//! client reports, [`XmppHarness::with_server`] to change the server's
+//! configuration before a run, and [`XmppHarness::connect`] for clients
+//! outside any chat.
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use webxdc_realtime_xmpp::jid::BareJid;
 use webxdc_realtime_xmpp::{Client, Config, GroupChat};
 use xmpp_test_server::{Options, ServerKind, TestServer};
 
-use crate::harness::{
+use spec_tests::harness::{
     Capabilities, Channel, Harness, HarnessError, JoinFailure, Member, Received, SendFailure,
 };
 
-/// How long a client may take to connect (a hang guard, generous for a
-/// loaded machine).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a client may take to connect, unless set otherwise (a hang
+/// guard, generous for a loaded machine).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long [`XmppHarness::shutdown`] waits for each client's clean close.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Server = Arc<Mutex<TestServer>>;
 
-fn lock(server: &Server) -> std::sync::MutexGuard<'_, TestServer> {
-    // The server handle has no invariant a panicking holder could break.
-    server.lock().unwrap_or_else(|p| p.into_inner())
-}
+/// Called with every client the harness connects.
+type ClientHook = Arc<dyn Fn(&Client) + Send + Sync>;
 
 /// Runs blocking server work (process start, account creation, restart)
 /// off the async worker threads.
@@ -75,7 +84,9 @@ pub struct XmppHarness {
     chats: Vec<ChatState>,
     devices: Vec<Device>,
     participants: Vec<Participant>,
-    kind: ServerKind,
+    options: Options,
+    connect_timeout: Duration,
+    on_client: Option<ClientHook>,
     server: Option<Server>,
 }
 
@@ -92,13 +103,35 @@ impl XmppHarness {
 
     /// A harness on a throwaway server of `kind`.
     pub fn new(kind: ServerKind) -> Self {
+        Self::with_options(Options::new(kind))
+    }
+
+    /// A harness on a throwaway server started with `options` (its kind
+    /// names the harness: `xmpp-prosody`, `xmpp-ejabberd`).
+    pub fn with_options(options: Options) -> Self {
         XmppHarness {
             chats: Vec::new(),
             devices: Vec::new(),
             participants: Vec::new(),
-            kind,
+            options,
+            connect_timeout: CONNECT_TIMEOUT,
+            on_client: None,
             server: None,
         }
+    }
+
+    /// How long each client may take to connect (default
+    /// [`CONNECT_TIMEOUT`]).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Calls `hook` with every client the harness connects, right after
+    /// it connected (for example to subscribe to `Client::events()`).
+    pub fn on_client(mut self, hook: impl Fn(&Client) + Send + Sync + 'static) -> Self {
+        self.on_client = Some(Arc::new(hook));
+        self
     }
 
     /// The server, started on first use.
@@ -106,19 +139,77 @@ impl XmppHarness {
         if let Some(s) = &self.server {
             return Ok(s.clone());
         }
-        let opts = Options::new(self.kind);
+        let opts = self.options.clone();
+        let kind = opts.kind;
         let server = blocking(move || TestServer::start(opts))
             .await
-            .map_err(|e| HarnessError(format!("starting {}: {e}", self.kind)))?;
+            .map_err(|e| HarnessError(format!("starting {kind}: {e}")))?;
         let server = Arc::new(Mutex::new(server));
         self.server = Some(server.clone());
         Ok(server)
     }
 
-    async fn new_participant(&mut self) -> Result<usize, HarnessError> {
+    /// Runs `f` on the server (started first if need be) on a blocking
+    /// thread: the server's methods block. For example
+    /// `h.with_server(|s| Ok(s.pid()))`, or a configuration change
+    /// followed by [`TestServer::restart`] before a run.
+    pub async fn with_server<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut TestServer) -> io::Result<T> + Send + 'static,
+    ) -> Result<T, HarnessError> {
         let server = self.server().await?;
+        blocking(move || f(&mut server.lock())).await
+    }
+
+    /// A client on a new account `name`, outside any chat of the harness
+    /// (the caller owns it; the harness does not close it).
+    pub async fn connect(&mut self, name: &str) -> Result<Client, HarnessError> {
+        let name = name.to_owned();
+        let (jid, password) = self.with_server(move |s| s.account(&name)).await?;
+        let jid: BareJid = jid.parse().map_err(HarnessError::new)?;
+        self.login(jid, password, None).await
+    }
+
+    /// Closes every client of the harness (each bounded by a few seconds:
+    /// a throttled server may hold megabytes of their data), then stops
+    /// the server off the async workers.
+    pub async fn shutdown(mut self) {
+        self.chats.clear();
+        for d in self.devices.drain(..) {
+            let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, d.client.shutdown()).await;
+        }
+        if let Some(s) = self.server.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(s)).await;
+        }
+    }
+
+    /// Connects a client and hands it to the [`on_client`](Self::on_client)
+    /// hook.
+    async fn login(
+        &mut self,
+        jid: BareJid,
+        password: String,
+        resource: Option<String>,
+    ) -> Result<Client, HarnessError> {
+        let addr = self.server().await?.lock().c2s_addr();
+        let mut config = Config::new(jid.clone(), password)
+            .danger_plaintext_loopback_only(addr)
+            .with_connect_timeout(self.connect_timeout);
+        if let Some(r) = resource {
+            config = config.with_resource(r);
+        }
+        let client = Client::connect(config)
+            .await
+            .map_err(|e| HarnessError(format!("connecting {jid}: {e}")))?;
+        if let Some(hook) = &self.on_client {
+            hook(&client);
+        }
+        Ok(client)
+    }
+
+    async fn new_participant(&mut self) -> Result<usize, HarnessError> {
         let name = format!("member{}", self.participants.len());
-        let (jid, password) = blocking(move || lock(&server).account(&name)).await?;
+        let (jid, password) = self.with_server(move |s| s.account(&name)).await?;
         let jid: BareJid = jid.parse().map_err(HarnessError::new)?;
         self.participants.push(Participant {
             jid,
@@ -129,15 +220,12 @@ impl XmppHarness {
     }
 
     async fn new_device(&mut self, p: usize) -> Result<usize, HarnessError> {
-        let server = self.server().await?;
-        let addr = lock(&server).c2s_addr();
         let part = &mut self.participants[p];
         part.devices += 1;
-        let config = Config::new(part.jid.clone(), part.password.clone())
-            .danger_plaintext_loopback_only(addr)
-            .with_resource(format!("device{}", part.devices))
-            .with_connect_timeout(CONNECT_TIMEOUT);
-        let client = Client::connect(config)
+        let (jid, password) = (part.jid.clone(), part.password.clone());
+        let resource = format!("device{}", part.devices);
+        let client = self
+            .login(jid, password, Some(resource))
             .await
             .map_err(|e| HarnessError(format!("connecting member {p}: {e}")))?;
         self.devices.push(Device {
@@ -159,8 +247,7 @@ impl XmppHarness {
     }
 
     async fn new_room(&mut self, members: Vec<usize>) -> Result<XmppChat, HarnessError> {
-        let server = self.server().await?;
-        let muc = lock(&server).muc_domain().to_owned();
+        let muc = self.server().await?.lock().muc_domain().to_owned();
         let room: BareJid = format!("chat{}@{muc}", self.chats.len())
             .parse()
             .map_err(HarnessError::new)?;
@@ -206,7 +293,7 @@ impl Harness for XmppHarness {
     type Channel = XmppChannel;
 
     fn name(&self) -> String {
-        format!("xmpp-{}", self.kind).to_lowercase()
+        format!("xmpp-{}", self.options.kind).to_lowercase()
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -240,7 +327,7 @@ impl Harness for XmppHarness {
             .ok_or_else(|| HarnessError(format!("no member {member} in chat {}", chat.0)))?;
         Ok(match group.join_realtime_channel(instance) {
             Ok(inner) => Ok(XmppChannel { inner }),
-            Err(e) => Err(super::join_failure(e)),
+            Err(e) => Err(crate::join_failure(e)),
         })
     }
 
@@ -250,7 +337,7 @@ impl Harness for XmppHarness {
         member: Member,
     ) -> Result<Member, HarnessError> {
         let state = self.chat(chat)?;
-        let device = super::device_of(&state.members, member, chat.0)?;
+        let device = crate::device_of(&state.members, member, chat.0)?;
         let room = state.room.clone();
         let p = self.devices[device].participant;
         let d = self.new_device(p).await?;
@@ -262,8 +349,7 @@ impl Harness for XmppHarness {
     }
 
     async fn restart(&mut self) -> Result<(), HarnessError> {
-        let server = self.server().await?;
-        blocking(move || lock(&server).restart()).await
+        self.with_server(|s| s.restart()).await
     }
 }
 
@@ -274,11 +360,11 @@ pub struct XmppChannel {
 
 impl Channel for XmppChannel {
     async fn send(&mut self, data: &[u8]) -> Result<(), SendFailure> {
-        self.inner.send(data).await.map_err(super::send_failure)
+        self.inner.send(data).await.map_err(crate::send_failure)
     }
 
     async fn recv(&mut self, timeout: Duration) -> Received {
-        super::recv_delivery(&mut self.inner, timeout).await
+        crate::recv_delivery(&mut self.inner, timeout).await
     }
 
     async fn leave(&mut self) {

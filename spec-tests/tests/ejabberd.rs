@@ -1,2 +1,0 @@
-//! The conformance suite on the ejabberd backend.
-spec_tests::conformance_tests!(spec_tests::backends::xmpp::XmppHarness::ejabberd());

@@ -1,2 +1,0 @@
-//! The conformance suite on the memory backend.
-spec_tests::conformance_tests!(spec_tests::backends::memory::MemoryHarness::new());

@@ -1,0 +1,84 @@
+//! What to run: [`ServerKind`] and [`Options`].
+
+use std::fmt;
+
+/// Which XMPP server software to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ServerKind {
+    /// Prosody (Debian package `prosody`, version 0.12).
+    Prosody,
+    /// ejabberd (Debian package `ejabberd`, version 23.01).
+    Ejabberd,
+}
+
+impl fmt::Display for ServerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServerKind::Prosody => "prosody",
+            ServerKind::Ejabberd => "ejabberd",
+        })
+    }
+}
+
+/// How to configure a [`TestServer`](crate::TestServer).
+///
+/// Start from [`Options::prosody`] or [`Options::ejabberd`] and change the
+/// fields as needed.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Which server software to run.
+    pub kind: ServerKind,
+    /// Enable MUC archiving (XEP-0313 on the MUC service), archiving every
+    /// room by default, so a test can check that nothing gets stored.
+    ///
+    /// Prosody: `muc_mam` on the MUC component with `muc_log_by_default` and
+    /// `muc_log_all_rooms`. ejabberd: `mod_mam` with `default: always` and
+    /// the MUC default room option `mam: true`.
+    pub muc_archive: bool,
+    /// Client-to-server rate limit; `None` (the default and our recommended
+    /// server configuration) means no limit.
+    ///
+    /// `Some("10kb/s")` reproduces Debian's stock Prosody configuration.
+    /// Accepted forms: a plain number of bytes per second (`"3000"`) or a
+    /// number with a unit and `/s` (`"500b/s"`, `"10kb/s"`, `"1mb/s"`).
+    ///
+    /// Prosody gets its `limits` module. Rates in `kb/s`, `mb/s` or `gb/s`
+    /// are passed as written and so keep Prosody's decimal meaning
+    /// (`"10kb/s"` = 10000 B/s); plain bytes (and `b/s`) are converted so
+    /// that Prosody applies exactly that many bytes per second (rounded up
+    /// to a multiple of 10; Prosody's own parser would read `"500b/s"` as
+    /// 5000 B/s). Note that Prosody's default network backend has no burst
+    /// allowance: it pauses reading for `bytes / rate` seconds after each
+    /// read.
+    ///
+    /// ejabberd gets a c2s shaper of that many bytes per second, counting
+    /// `k` as 1024 (`"10kb/s"` = 10240 B/s).
+    pub c2s_rate_limit: Option<String>,
+    /// Generate a throwaway CA and a certificate for `localhost` (see
+    /// [`TestServer::ca_file`](crate::TestServer::ca_file)) and require
+    /// STARTTLS on c2s. When `false` the server offers no TLS and allows
+    /// plaintext authentication (including SASL PLAIN).
+    pub tls: bool,
+}
+
+impl Options {
+    /// Defaults for `kind`: no MUC archive, no rate limit, no TLS.
+    pub fn new(kind: ServerKind) -> Self {
+        Options {
+            kind,
+            muc_archive: false,
+            c2s_rate_limit: None,
+            tls: false,
+        }
+    }
+
+    /// Defaults for Prosody: no MUC archive, no rate limit, no TLS.
+    pub fn prosody() -> Self {
+        Self::new(ServerKind::Prosody)
+    }
+
+    /// Defaults for ejabberd: no MUC archive, no rate limit, no TLS.
+    pub fn ejabberd() -> Self {
+        Self::new(ServerKind::Ejabberd)
+    }
+}

@@ -1,0 +1,364 @@
+//! [`TestServer`]: the handle, and the glue between its API and the
+//! per-kind halves (`prosody.rs`, `ejabberd.rs`) and the process
+//! supervision (`process.rs`).
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+
+use crate::accounts::{random_password, validate_username};
+use crate::files::tail_lines;
+use crate::process::{NotReady, Process, StdoutReader};
+use crate::rate::RateLimit;
+use crate::util::annotate;
+use crate::{ejabberd, net, prosody, tls, Options, ServerKind, DOMAIN, MUC_DOMAIN};
+
+/// How many fresh ports [`TestServer::start`] tries when the chosen port
+/// turns out to be taken by someone else between picking and binding it.
+const PORT_ATTEMPTS: usize = 4;
+
+/// Files of one server inside its temporary directory.
+pub(crate) struct Layout {
+    /// The temporary directory itself.
+    pub(crate) root: PathBuf,
+    /// The server's own log file.
+    pub(crate) server_log: PathBuf,
+    /// Everything the server process wrote to stdout/stderr (early start-up
+    /// errors end up here, before the server's logging is configured).
+    pub(crate) console_log: PathBuf,
+}
+
+/// The per-kind half of a [`TestServer`].
+enum Backend {
+    Prosody(prosody::Prosody),
+    Ejabberd(ejabberd::Ejabberd),
+}
+
+/// A running throwaway XMPP server on `127.0.0.1`.
+///
+/// Stopped, and its temporary directory removed, when dropped.
+pub struct TestServer {
+    opts: Options,
+    // Declared before `dir` so that nothing refers to the directory once it
+    // is removed (fields drop in declaration order, after `Drop::drop`).
+    backend: Backend,
+    /// The server process of the current run.
+    process: Process,
+    port: net::PortLease,
+    ca_file: Option<PathBuf>,
+    layout: Layout,
+    dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a fresh server configured by `opts` and waits (at most 60 s)
+    /// until it accepts client connections for `localhost`.
+    ///
+    /// Installs the server software with `apt-get` if it is missing (and
+    /// `openssl` when `opts.tls` is set). The error message includes the
+    /// tail of the server's log if it fails to start.
+    pub fn start(opts: Options) -> io::Result<TestServer> {
+        let rate = opts
+            .c2s_rate_limit
+            .as_deref()
+            .map(RateLimit::parse)
+            .transpose()?;
+        match opts.kind {
+            ServerKind::Prosody => prosody::ensure_installed()?,
+            ServerKind::Ejabberd => ejabberd::ensure_installed()?,
+        }
+        let debug = std::env::var_os("XMPP_TEST_SERVER_DEBUG").is_some_and(|v| v != "0");
+        let mut last_err = None;
+        for _ in 0..PORT_ATTEMPTS {
+            match Self::try_start(&opts, rate.as_ref(), debug, net::PortLease::new()?) {
+                // Someone grabbed the port between our pick and the server's
+                // bind: retry from scratch with a fresh port (rare).
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => last_err = Some(e),
+                result => return result,
+            }
+        }
+        Err(last_err.unwrap_or_else(|| io::Error::other("no free port found")))
+    }
+
+    /// One attempt of [`TestServer::start`] on `port`.
+    fn try_start(
+        opts: &Options,
+        rate: Option<&RateLimit>,
+        debug: bool,
+        port: net::PortLease,
+    ) -> io::Result<TestServer> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("xmpp-test-server-{}-", opts.kind))
+            .tempdir()
+            .map_err(|e| annotate(e, "cannot create the temporary directory"))?;
+        let root = dir.path().to_path_buf();
+        let certs = if opts.tls {
+            Some(tls::generate(&root.join("tls"))?)
+        } else {
+            None
+        };
+        let config = ServerConfig {
+            root: &root,
+            muc_archive: opts.muc_archive,
+            rate,
+            certs: certs.as_ref(),
+            debug,
+        };
+        let (backend, layout) = match opts.kind {
+            ServerKind::Prosody => {
+                let (p, layout) = prosody::Prosody::configure(&config, port.port())?;
+                (Backend::Prosody(p), layout)
+            }
+            ServerKind::Ejabberd => {
+                let (e, layout) = ejabberd::Ejabberd::configure(&config, port.port())?;
+                (Backend::Ejabberd(e), layout)
+            }
+        };
+        let mut server = TestServer {
+            opts: opts.clone(),
+            backend,
+            process: Process::new(),
+            port,
+            ca_file: certs.map(|c| c.ca),
+            layout,
+            dir,
+        };
+        server.launch()?;
+        Ok(server)
+    }
+
+    /// The XMPP domain: `"localhost"`.
+    pub fn domain(&self) -> &str {
+        DOMAIN
+    }
+
+    /// The MUC service domain: `"conference.localhost"`.
+    pub fn muc_domain(&self) -> &str {
+        MUC_DOMAIN
+    }
+
+    /// Where the server accepts client connections: `127.0.0.1:PORT`. The
+    /// port stays the same across [`TestServer::restart`].
+    pub fn c2s_addr(&self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port.port()))
+    }
+
+    /// The PEM file of the throwaway CA that signed the server certificate
+    /// (for `localhost` and `conference.localhost`), when [`Options::tls`]
+    /// is set.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    /// Which server software this is.
+    pub fn kind(&self) -> ServerKind {
+        self.opts.kind
+    }
+
+    /// The options this server was started with.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// The process id of the server (of the last run, once stopped).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// The temporary directory holding the server's config, data and logs
+    /// (removed when the server is dropped).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Creates the account `name@localhost` with a random password and
+    /// returns `(bare JID, password)`.
+    ///
+    /// `name` may contain ASCII letters (lowered), digits, `.`, `_` and `-`.
+    /// Fails with [`io::ErrorKind::AlreadyExists`] if the account exists.
+    /// Works while the server runs; accounts survive
+    /// [`TestServer::restart`]. Takes well under a millisecond for Prosody
+    /// (works even while it is stopped) and a few milliseconds for ejabberd
+    /// (which must be running).
+    pub fn account(&self, name: &str) -> io::Result<(String, String)> {
+        let name = validate_username(name)?;
+        let password = random_password()?;
+        match &self.backend {
+            Backend::Prosody(p) => p.create_account(&name, &password)?,
+            Backend::Ejabberd(_) => {
+                let mut control = self.process.control();
+                let control = control.as_mut().ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotConnected, "ejabberd is not running")
+                })?;
+                ejabberd::create_account(control, &name, &password)?;
+            }
+        }
+        Ok((format!("{name}@{DOMAIN}"), password))
+    }
+
+    /// Stops the server (see [`TestServer::stop`]) and starts it again on
+    /// the same port with the same config and data; waits (at most 60 s)
+    /// until it is ready again. Accounts and other stored data survive.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.stop();
+        self.launch()
+    }
+
+    /// Stops the server and waits for it to exit. Idempotent.
+    ///
+    /// Prosody gets `SIGTERM`; ejabberd is asked over its command channel
+    /// (faster than its `SIGTERM` handling, which lingers for a second),
+    /// falling back to `SIGTERM`. Whatever has not exited 15 s later gets
+    /// `SIGKILL`.
+    pub fn stop(&mut self) {
+        let ejabberd = matches!(self.backend, Backend::Ejabberd(_));
+        // ejabberd stops faster when asked over its command channel than
+        // on SIGTERM; Prosody handles SIGTERM promptly.
+        self.process
+            .stop(|control| ejabberd && ejabberd::request_stop(control));
+    }
+
+    /// The last `lines` lines of the server's log, followed by the tail of
+    /// whatever the process printed to stdout/stderr (if anything).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let mut out = tail_lines(&self.layout.server_log, lines);
+        let console = tail_lines(&self.layout.console_log, lines);
+        if !console.trim().is_empty() {
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str("--- stdout/stderr ---\n");
+            out.push_str(&console);
+        }
+        out
+    }
+
+    /// Spawns the server process and waits until it is ready.
+    fn launch(&mut self) -> io::Result<()> {
+        let (cmd, stdout_reader): (_, Option<StdoutReader>) = match &self.backend {
+            Backend::Prosody(p) => (p.command(), None),
+            Backend::Ejabberd(e) => (e.command(), Some(ejabberd::spawn_stdout_reader)),
+        };
+        self.process.spawn(cmd, &self.layout, stdout_reader)?;
+        let result = match self
+            .process
+            .wait_ready(self.c2s_addr(), DOMAIN, &self.layout)
+        {
+            Ok(()) => Ok(()),
+            Err(NotReady::Io(e)) => Err(e),
+            Err(NotReady::Failed(kind, reason)) => Err(self.start_error(kind, &reason)),
+        };
+        if result.is_err() {
+            self.stop();
+        }
+        result
+    }
+
+    fn start_error(&self, kind: io::ErrorKind, reason: &str) -> io::Error {
+        io::Error::new(
+            kind,
+            format!(
+                "{} failed to start on {} ({}): {reason}\n--- log tail ---\n{}",
+                self.opts.kind,
+                self.c2s_addr(),
+                self.layout.root.display(),
+                self.log_tail(40)
+            ),
+        )
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+        // The temporary directory is removed when `self.dir` drops.
+    }
+}
+
+impl fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestServer")
+            .field("kind", &self.opts.kind)
+            .field("c2s_addr", &self.c2s_addr())
+            .field("pid", &self.process.pid())
+            .field("running", &self.process.is_running())
+            .field("dir", &self.dir.path())
+            .finish()
+    }
+}
+
+/// Everything the per-kind config writers need.
+pub(crate) struct ServerConfig<'a> {
+    pub(crate) root: &'a Path,
+    pub(crate) muc_archive: bool,
+    pub(crate) rate: Option<&'a RateLimit>,
+    pub(crate) certs: Option<&'a tls::Certs>,
+    pub(crate) debug: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// A port that is bound (without `SO_REUSEADDR`) but not listening:
+    /// invisible as a listener, yet the server cannot bind it.
+    fn occupy_port_without_listening() -> (std::os::fd::OwnedFd, net::PortLease) {
+        use std::os::fd::FromRawFd;
+        let lease = net::PortLease::new().unwrap();
+        // SAFETY: plain socket syscalls on a descriptor we own.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0);
+            let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_port = lease.port().to_be();
+            addr.sin_addr.s_addr = u32::from(Ipv4Addr::LOCALHOST).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            assert_eq!(
+                libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len),
+                0
+            );
+            (owned, lease)
+        }
+    }
+
+    fn check_port_conflicts(kind: ServerKind) {
+        let opts = Options::new(kind);
+        // Someone else listens on the port: detected from /proc.
+        let lease = net::PortLease::new().unwrap();
+        let other = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, lease.port())).unwrap();
+        let t = Instant::now();
+        let err = TestServer::try_start(&opts, None, false, lease).unwrap_err();
+        eprintln!("{kind}: {err}");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+        drop(other);
+        // The port is blocked without a listener: detected from the log.
+        let (_socket, lease) = occupy_port_without_listening();
+        let t = Instant::now();
+        let err = TestServer::try_start(&opts, None, false, lease).unwrap_err();
+        eprintln!("{kind}: {err}");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn prosody_port_conflicts() {
+        check_port_conflicts(ServerKind::Prosody);
+    }
+
+    #[test]
+    fn ejabberd_port_conflicts() {
+        check_port_conflicts(ServerKind::Ejabberd);
+    }
+
+    #[test]
+    fn server_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<TestServer>();
+    }
+}
