@@ -19,6 +19,8 @@ use std::task::{Context, Poll, Waker};
 use futures::Stream;
 use jid::Jid;
 
+use crate::wire::muc::RemovalReason;
+
 /// Limits of one channel's receive queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueLimits {
@@ -80,6 +82,11 @@ pub enum Delivery {
     },
     /// The connection changed state.
     Connection(ConnectionEvent),
+    /// The room removed us (kicked, banned, destroyed, …): nothing arrives
+    /// and sends fail with [`SendError::RoomNotJoined`](crate::SendError::RoomNotJoined)
+    /// until the room is entered again. A removal that was the room's
+    /// decision is not undone by itself (see [`RemovalReason`]).
+    Removed(RemovalReason),
 }
 
 #[derive(Debug)]

@@ -410,3 +410,53 @@ fn room_removals_are_typed() {
     );
     assert_eq!(e.room_state(&room()), Some(RoomState::NotJoined));
 }
+
+#[test]
+fn a_removal_reaches_every_channel_of_the_room_and_a_decision_is_final() {
+    use webxdc_realtime_xmpp::RemovalReason;
+    let removed = |code: u16| {
+        format!(
+            "<presence xmlns='jabber:client' type='unavailable' from='{ROOM}/alice-phone' to='{ME}'>\
+             <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/>\
+             <status code='{code}'/><status code='110'/></x></presence>"
+        )
+    };
+    for (code, reason, rejoined) in [
+        (307, RemovalReason::Kicked, false),
+        (301, RemovalReason::Banned, false),
+        (332, RemovalReason::ServiceShutdown, true),
+    ] {
+        let mut e = Engine::new(EngineConfig::default());
+        e.set_online(ME.parse().unwrap(), false);
+        e.join_room(room(), "alice-phone");
+        e.handle_xml(&format!(
+            "<presence xmlns='jabber:client' from='{ROOM}/alice-phone' to='{ME}'>\
+             <x xmlns='http://jabber.org/protocol/muc#user'><status code='110'/></x></presence>"
+        ));
+        let (c1, in1) = e.join(Chat::Group(room()), "t1").unwrap();
+        let (_c2, in2) = e.join(Chat::Group(room()), "t2").unwrap();
+        let (_d, direct) = e
+            .join(Chat::Direct("bob@example.org".parse().unwrap()), "t1")
+            .unwrap();
+        while e.poll_transmit().is_some() {}
+        e.handle_xml(&removed(code));
+        for inbox in [&in1, &in2] {
+            assert_eq!(inbox.try_recv(), Ok(Delivery::Removed(reason.clone())));
+        }
+        assert!(
+            direct.try_recv().is_err(),
+            "a 1:1 channel is not in the room"
+        );
+        assert_eq!(e.send(c1, b"x"), Err(SendError::RoomNotJoined(room())));
+        // A new session enters again only what the room did not decide.
+        e.set_offline();
+        e.set_online(ME.parse().unwrap(), false);
+        let presences = std::iter::from_fn(|| e.poll_transmit())
+            .filter(|el| el.name() == "presence")
+            .count();
+        assert_eq!(presences == 1, rejoined, "status {code}");
+        // Entering again is always possible.
+        e.join_room(room(), "alice-phone");
+        assert_eq!(e.room_state(&room()), Some(RoomState::Joining));
+    }
+}

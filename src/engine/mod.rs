@@ -276,6 +276,9 @@ pub enum Rejection {
 struct Room {
     nick: String,
     state: RoomState,
+    /// Entered again at the next new session. False once the room removed
+    /// us by a decision of its own (see [`RemovalReason::is_decision`]).
+    rejoin: bool,
 }
 
 struct Entry {
@@ -359,7 +362,12 @@ impl Engine {
         self.own = Some(own);
         self.online = true;
         if !resumed {
-            let rooms: Vec<BareJid> = self.rooms.keys().cloned().collect();
+            let rooms: Vec<BareJid> = self
+                .rooms
+                .iter()
+                .filter(|(_, r)| r.rejoin)
+                .map(|(j, _)| j.clone())
+                .collect();
             for room in rooms {
                 self.send_join_presence(&room);
             }
@@ -452,6 +460,7 @@ impl Engine {
             Room {
                 nick: nick.to_owned(),
                 state: RoomState::Joining,
+                rejoin: true,
             },
         );
         if self.online {
@@ -467,6 +476,7 @@ impl Engine {
             Room {
                 nick: nick.to_owned(),
                 state: RoomState::Joined,
+                rejoin: true,
             },
         );
     }
@@ -890,6 +900,18 @@ impl Engine {
             }
             RoomPresence::Removed(reason) => {
                 room.state = RoomState::NotJoined;
+                room.rejoin = !reason.is_decision();
+                // Every channel of the room is told: nothing arrives and
+                // sends fail until the room is entered again.
+                let ids: Vec<ChannelId> = self
+                    .channels
+                    .iter()
+                    .filter(|(_, e)| e.chat == Chat::Group(room_jid.clone()))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    self.deliver(id, Delivery::Removed(reason.clone()));
+                }
                 EngineEvent::RoomLeft {
                     room: room_jid,
                     reason,

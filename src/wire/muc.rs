@@ -35,6 +35,13 @@ pub fn leave_presence(room: &BareJid, nick: &str) -> Option<Presence> {
 }
 
 /// Why the room no longer has us.
+///
+/// The rejoin policy: a removal that is the room's decision
+/// ([`is_decision`](Self::is_decision): kick, ban, affiliation,
+/// members-only, destruction) is final: the room is not entered again by
+/// itself, not even after a reconnection, until the application enters it
+/// again. The others (a service shutdown, an unexplained removal) are
+/// entered again at the next new session.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RemovalReason {
@@ -52,6 +59,21 @@ pub enum RemovalReason {
     ServiceShutdown,
     /// The room was destroyed.
     Destroyed,
+}
+
+impl RemovalReason {
+    /// Whether the room decided to remove us (then it is not re-entered
+    /// by itself).
+    pub fn is_decision(&self) -> bool {
+        matches!(
+            self,
+            Self::Kicked
+                | Self::Banned
+                | Self::AffiliationChanged
+                | Self::MembersOnly
+                | Self::Destroyed
+        )
+    }
 }
 
 /// What a presence from a room says about us.
