@@ -23,18 +23,20 @@ fn main() {
 
 #[divan::bench(args = SIZES)]
 fn frame(bencher: Bencher, size: usize) {
-    let f = Fixture::new(size);
-    bencher
-        .counter(divan::counter::BytesCount::new(size))
-        .bench(|| f.frame_round_trip());
+    round_trips(bencher, size, Fixture::frame_round_trip);
 }
 
 #[divan::bench(args = SIZES)]
 fn xml(bencher: Bencher, size: usize) {
+    round_trips(bencher, size, Fixture::xml_round_trip);
+}
+
+/// One round trip of `size` payload bytes per iteration, counted as bytes.
+fn round_trips(bencher: Bencher, size: usize, round_trip: fn(&Fixture) -> usize) {
     let f = Fixture::new(size);
     bencher
         .counter(divan::counter::BytesCount::new(size))
-        .bench(|| f.xml_round_trip());
+        .bench(|| round_trip(&f));
 }
 
 #[divan::bench(args = SIZES)]

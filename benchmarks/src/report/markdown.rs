@@ -131,7 +131,7 @@ impl Report {
 
     /// Workload 6.
     fn memory_section(&self, o: &mut String) {
-        let _ = writeln!(o, "\n**6. Memory (XMPP via Prosody, VmRSS deltas)**\n");
+        heading(o, "**6. Memory (XMPP via Prosody, VmRSS deltas)**");
         let m = match &self.memory {
             Ok(m) => m,
             Err(e) => {
@@ -139,7 +139,7 @@ impl Report {
                 return;
             }
         };
-        let _ = writeln!(o, "| what | added per unit |\n|---|---|");
+        table_header(o, &["what", "added per unit"]);
         let mut row = |what: String, kib: f64| {
             let _ = writeln!(o, "| {what} | {} |", bytes(kib * 1024.0));
         };
@@ -168,10 +168,16 @@ impl Report {
 
     /// Workload 7.
     fn wire_section(&self, o: &mut String) {
-        let _ = writeln!(o, "\n**7. Library cost alone (no network)**\n");
-        let _ = writeln!(
+        heading(o, "**7. Library cost alone (no network)**");
+        table_header(
             o,
-            "| path | payload | p50 per op | min | instructions per op (callgrind) |\n|---|---|---|---|---|"
+            &[
+                "path",
+                "payload",
+                "p50 per op",
+                "min",
+                "instructions per op (callgrind)",
+            ],
         );
         for w in &self.wire {
             let _ = writeln!(
@@ -193,10 +199,18 @@ impl Report {
 
     /// Workload 8: a row per server configuration.
     fn throttle_section(&self, o: &mut String) {
-        let _ = writeln!(o, "\n**8. Throttled server (Prosody, same library)**\n");
-        let _ = writeln!(
+        heading(o, "**8. Throttled server (Prosody, same library)**");
+        table_header(
             o,
-            "| server | 32 B latency p50 / p99 | 128000 B latency p50 / max | 1 KiB: delivered/s, sent/s (lost of sent) | send().await p50 / max | client events | RSS start → max → end |\n|---|---|---|---|---|---|---|"
+            &[
+                "server",
+                "32 B latency p50 / p99",
+                "128000 B latency p50 / max",
+                "1 KiB: delivered/s, sent/s (lost of sent)",
+                "send().await p50 / max",
+                "client events",
+                "RSS start → max → end",
+            ],
         );
         for t in &self.throttle {
             let lat32 = latency_cell(&t.latency_32, |l| {
@@ -244,10 +258,10 @@ impl Report {
 
     /// The targets, as [`Report::evaluate_targets`] found them.
     fn targets_section(&self, o: &mut String) {
-        let _ = writeln!(o, "\n**Targets** (reported, not asserted)\n");
-        let _ = writeln!(
+        heading(o, "**Targets** (reported, not asserted)");
+        table_header(
             o,
-            "| target | backend | measured | measured ÷ limit | |\n|---|---|---|---|---|"
+            &["target", "backend", "measured", "measured ÷ limit", ""],
         );
         for t in &self.targets {
             let _ = writeln!(
@@ -267,6 +281,26 @@ impl Report {
             );
         }
     }
+}
+
+/// A section's title, on a line of its own between blank lines.
+fn heading(o: &mut String, title: &str) {
+    let _ = writeln!(o, "\n{title}\n");
+}
+
+/// A table's header row and separator.
+fn table_header(o: &mut String, columns: &[&str]) {
+    let cells: String = columns
+        .iter()
+        .map(|c| {
+            if c.is_empty() {
+                " |".to_owned()
+            } else {
+                format!(" {c} |")
+            }
+        })
+        .collect();
+    let _ = writeln!(o, "|{cells}\n|{}", "---|".repeat(columns.len()));
 }
 
 /// The fan-out result of backend `b` for `n` receivers, if it has one.
