@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::Serialize;
 use spec_backends::xmpp::XmppHarness;
 use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
 use webxdc_realtime_xmpp::{Client, ClientEvent};
 use xmpp_test_server::{Options, TestServer};
 
@@ -119,6 +120,35 @@ impl EventCounter {
     }
 }
 
+/// This process's peak resident memory, sampled every 50 ms until
+/// stopped.
+struct RssPeak {
+    stop: Arc<AtomicBool>,
+    task: JoinHandle<u64>,
+}
+
+impl RssPeak {
+    fn start() -> RssPeak {
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut max = 0;
+            while !done.load(Ordering::Acquire) {
+                max = max.max(sys::rss_kib().unwrap_or(0));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            max
+        });
+        RssPeak { stop, task }
+    }
+
+    /// The peak in KiB (0 if it could not be read).
+    async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Release);
+        self.task.await.unwrap_or(0)
+    }
+}
+
 /// Workload 8 on every configuration of [`CONFIGS`].
 pub async fn run_all(p: &Params) -> Vec<ThrottleReport> {
     let mut reports = Vec::new();
@@ -170,18 +200,7 @@ async fn run(
         None => Ok(()),
     };
     let rss_start = sys::rss_kib().unwrap_or(0);
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut max = 0;
-            while !stop.load(Ordering::Acquire) {
-                max = max.max(sys::rss_kib().unwrap_or(0));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            max
-        })
-    };
+    let sampler = RssPeak::start();
     let (warm, samples, timeout) = match rate {
         // One 128000-byte payload takes about 17 s at 10 kb/s.
         Some(_) => (0, p.throttled_lat_samples, Duration::from_secs(90)),
@@ -204,8 +223,7 @@ async fn run(
             (latency_32, latency_128k, throughput)
         }
     };
-    stop.store(true, Ordering::Release);
-    let rss_max = sampler.await.unwrap_or(0);
+    let rss_max = sampler.stop().await;
     let rss_end = sys::rss_kib().unwrap_or(0);
     h.shutdown().await;
     ThrottleReport {
