@@ -23,9 +23,11 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex as SyncMutex;
+use spec_tests::cases::MAX_PAYLOAD;
 use spec_tests::harness::{
     Capabilities, Channel, Harness, HarnessError, JoinFailure, Member, Received, SendFailure,
 };
@@ -35,8 +37,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 
-/// The webxdc limit, checked before anything is written (rule 3).
-const MAX_PAYLOAD: usize = 128_000;
 /// Largest frame a reader accepts: a corrupt length must not make it
 /// allocate gigabytes.
 const MAX_FRAME: usize = 1 << 20;
@@ -64,13 +64,7 @@ pub enum Floor {
 
 /// Joined members of every app instance, by topic (`chat/instance`): the
 /// listener address of each (used by [`Floor::Direct`] only).
-type Registry = Arc<StdMutex<HashMap<String, Vec<(u64, SocketAddr)>>>>;
-
-fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Only plain collections live behind these locks; a panicking holder
-    // cannot leave them half-updated in a way that matters to a benchmark.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+type Registry = Arc<SyncMutex<HashMap<String, Vec<(u64, SocketAddr)>>>>;
 
 /// A floor harness.
 pub struct FloorHarness {
@@ -184,7 +178,7 @@ pub struct FloorChannel {
     writers: Arc<Mutex<Vec<OwnedWriteHalf>>>,
     inbox: mpsc::Receiver<Vec<u8>>,
     /// Accept and reader tasks, stopped on leave.
-    tasks: Arc<StdMutex<Vec<JoinHandle<()>>>>,
+    tasks: Arc<SyncMutex<Vec<JoinHandle<()>>>>,
     /// Where to deregister on leave (direct only).
     registration: Option<(Registry, String, u64)>,
     left: bool,
@@ -192,11 +186,11 @@ pub struct FloorChannel {
 
 impl FloorChannel {
     fn stop(&mut self) {
-        for t in lock(&self.tasks).drain(..) {
+        for t in self.tasks.lock().drain(..) {
             t.abort();
         }
         if let Some((registry, topic, id)) = self.registration.take() {
-            if let Some(list) = lock(&registry).get_mut(&topic) {
+            if let Some(list) = registry.lock().get_mut(&topic) {
                 list.retain(|(i, _)| *i != id);
             }
         }
@@ -326,7 +320,7 @@ async fn join_direct(registry: Registry, topic: String, id: u64) -> io::Result<F
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let writers: Arc<Mutex<Vec<OwnedWriteHalf>>> = Arc::default();
-    let tasks: Arc<StdMutex<Vec<JoinHandle<()>>>> = Arc::default();
+    let tasks: Arc<SyncMutex<Vec<JoinHandle<()>>>> = Arc::default();
     let (tx, rx) = mpsc::channel(INBOX);
 
     // Members that join later connect to us.
@@ -349,14 +343,15 @@ async fn join_direct(registry: Registry, topic: String, id: u64) -> io::Result<F
                 }
                 ws.push(w);
                 drop(ws);
-                lock(&tasks).push(spawn_reader(r, tx.clone()));
+                tasks.lock().push(spawn_reader(r, tx.clone()));
             }
         })
     };
-    lock(&tasks).push(accept);
+    tasks.lock().push(accept);
 
     // We connect to the members already there.
-    let existing: Vec<SocketAddr> = lock(&registry)
+    let existing: Vec<SocketAddr> = registry
+        .lock()
         .get(&topic)
         .map(|l| l.iter().map(|(_, a)| *a).collect())
         .unwrap_or_default();
@@ -364,9 +359,10 @@ async fn join_direct(registry: Registry, topic: String, id: u64) -> io::Result<F
         let (mut r, w) = connect(peer).await?.into_split();
         read_ack(&mut r).await?;
         writers.lock().await.push(w);
-        lock(&tasks).push(spawn_reader(r, tx.clone()));
+        tasks.lock().push(spawn_reader(r, tx.clone()));
     }
-    lock(&registry)
+    registry
+        .lock()
         .entry(topic.clone())
         .or_default()
         .push((id, addr));
@@ -390,14 +386,14 @@ async fn join_relay(relay: SocketAddr, topic: &str) -> io::Result<FloorChannel> 
     Ok(FloorChannel {
         writers: Arc::new(Mutex::new(vec![w])),
         inbox: rx,
-        tasks: Arc::new(StdMutex::new(vec![reader])),
+        tasks: Arc::new(SyncMutex::new(vec![reader])),
         registration: None,
         left: false,
     })
 }
 
 /// Outgoing queues of the relay's connections, by topic.
-type Topics = Arc<StdMutex<HashMap<String, Vec<(u64, mpsc::Sender<Arc<[u8]>>)>>>>;
+type Topics = Arc<SyncMutex<HashMap<String, Vec<(u64, mpsc::Sender<Arc<[u8]>>)>>>>;
 
 /// The in-process forwarder.
 struct Relay {
@@ -439,7 +435,8 @@ async fn relay_connection(stream: TcpStream, id: u64, topics: Topics) {
         return;
     }
     let writer = tokio::spawn(relay_writer(w, rx));
-    lock(&topics)
+    topics
+        .lock()
         .entry(topic.clone())
         .or_default()
         .push((id, tx));
@@ -461,7 +458,8 @@ async fn relay_connection(stream: TcpStream, id: u64, topics: Topics) {
             break;
         }
         let f: Arc<[u8]> = f.into();
-        let targets: Vec<mpsc::Sender<Arc<[u8]>>> = lock(&topics)
+        let targets: Vec<mpsc::Sender<Arc<[u8]>>> = topics
+            .lock()
             .get(&topic)
             .map(|l| {
                 l.iter()
@@ -475,7 +473,7 @@ async fn relay_connection(stream: TcpStream, id: u64, topics: Topics) {
             let _ = t.send(f.clone()).await;
         }
     }
-    if let Some(l) = lock(&topics).get_mut(&topic) {
+    if let Some(l) = topics.lock().get_mut(&topic) {
         l.retain(|(i, _)| *i != id);
     }
     writer.abort();

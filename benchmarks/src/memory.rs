@@ -1,19 +1,22 @@
 //! Workload 6: resident memory the library adds per XMPP connection and per
 //! joined channel.
 //!
-//! Runs in a child process of the benchmark (`--memory-child`) so that the
-//! heap is fresh: in the parent, memory freed by earlier workloads would be
-//! reused by the allocator and hide what new connections cost.
+//! Runs in a child process of the benchmark (`--memory-child`, see
+//! [`run_in_child`] and [`child_main`]) so that the heap is fresh: in the
+//! parent, memory freed by earlier workloads would be reused by the
+//! allocator and hide what new connections cost.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use spec_backends::xmpp::XmppHarness;
 use webxdc_realtime_xmpp::jid::BareJid;
 use xmpp_test_server::Options;
 
-use crate::lib_xmpp::{blocking, connect_new, start_server};
+use crate::params::Params;
+use crate::report::Res;
 use crate::sys::{rss_kib, rss_kib_of};
+use crate::CONNECT_TIMEOUT;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Memory {
@@ -40,21 +43,22 @@ async fn settle() -> u64 {
 }
 
 pub async fn measure(connections: usize, rooms: usize, channels: usize) -> Result<Memory, String> {
-    let server = start_server(Options::prosody())
+    // Only the harness's server and its `connect`: these clients are in no
+    // chat of the harness.
+    let mut h = XmppHarness::with_options(Options::prosody()).with_connect_timeout(CONNECT_TIMEOUT);
+    let (pid, muc) = h
+        .with_server(|s| Ok((s.pid(), s.muc_domain().to_owned())))
         .await
         .map_err(|e| e.to_string())?;
-    let pid = server.pid();
     // The first client pays for one-time costs (lazy statics, runtime
     // threads, TLS-free connector state): it is not counted.
-    let first = connect_new(&server, "warmup".into(), None)
-        .await
-        .map_err(|e| e.to_string())?;
+    let first = h.connect("warmup").await.map_err(|e| e.to_string())?;
     let before = settle().await;
     let server_before = rss_kib_of(pid);
     let mut clients = Vec::with_capacity(connections);
     for i in 0..connections {
         clients.push(
-            connect_new(&server, format!("m{i}"), None)
+            h.connect(&format!("m{i}"))
                 .await
                 .map_err(|e| e.to_string())?,
         );
@@ -63,7 +67,6 @@ pub async fn measure(connections: usize, rooms: usize, channels: usize) -> Resul
     let server_after = rss_kib_of(pid);
 
     // Rooms, on the first client.
-    let muc = server.muc_domain().to_owned();
     let room = |i: usize| -> Result<BareJid, String> {
         format!("mem{i}@{muc}").parse().map_err(|e| format!("{e}"))
     };
@@ -111,11 +114,52 @@ pub async fn measure(connections: usize, rooms: usize, channels: usize) -> Resul
     for c in clients.into_iter().chain([first]) {
         let _ = tokio::time::timeout(Duration::from_secs(3), c.shutdown()).await;
     }
-    let server = Arc::into_inner(server);
-    let _ = blocking(move || {
-        drop(server);
-        Ok(())
-    })
-    .await;
+    h.shutdown().await;
     Ok(result)
+}
+
+/// Workload 6 in a fresh child process of this executable (whose `main`
+/// hands `--memory-child` to [`child_main`]).
+pub async fn run_in_child(p: &Params) -> Res<Memory> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let (c, r, ch) = p.memory;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([
+        "--memory-child",
+        &c.to_string(),
+        &r.to_string(),
+        &ch.to_string(),
+    ]);
+    // Blocking wait, off the async workers.
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "memory child failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).map_err(|e| format!("memory child: {e}: {text}"))
+}
+
+/// The `--memory-child` entry point: measures and prints JSON.
+pub fn child_main(args: &[String]) {
+    let n = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("cannot build the tokio runtime");
+    let result = rt.block_on(measure(n(0, 100), n(1, 100), n(2, 1000)));
+    match result {
+        Ok(m) => println!("{}", serde_json::to_string(&m).expect("serialises")),
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
 }

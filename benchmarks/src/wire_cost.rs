@@ -7,7 +7,12 @@
 //!   hands received ones over typed). The target applies here.
 //! * `xml`: the same plus serialising the element to text and parsing it
 //!   back, the work minidom/tokio-xmpp add on each side of a real socket.
+//!
+//! [`Fixture`] is the one set of inputs: the benchmark's own timer
+//! ([`run`]), the callgrind helper binary (`src/bin/wire-callgrind.rs`)
+//! and the divan bench (`benches/wire.rs`) all measure it.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -15,7 +20,12 @@ use webxdc_realtime_xmpp::jid::{BareJid, Jid};
 use webxdc_realtime_xmpp::minidom::Element;
 use webxdc_realtime_xmpp::wire::{self, ChatKind};
 
+use crate::params::Params;
 use crate::stats::Summary;
+use crate::LARGE;
+
+/// The payload sizes measured: a small one and the largest allowed.
+pub const SIZES: [usize; 2] = [32, LARGE];
 
 /// The thread (webxdc instance id) used in every measured frame: as long as
 /// Delta Chat's and Cheogram's message ids typically are.
@@ -48,13 +58,24 @@ impl Fixture {
         String::from(&Element::from(msg))
     }
 
+    /// The typed message as the receiver gets it: encoded, then stamped
+    /// with the sender's occupant JID as the room reflects it.
+    fn reflected(&self) -> xmpp_parsers::message::Message {
+        let mut msg = wire::encode(&self.room, ChatKind::Group, THREAD, &self.data, ID)
+            .expect("payload within the limit");
+        msg.from = Some(self.from.clone());
+        msg
+    }
+
+    /// encode + stamp, as an element (what the `xml` path serialises).
+    pub fn element(&self) -> Element {
+        Element::from(self.reflected())
+    }
+
     /// encode → decode of the typed message. Returns the decoded length so
     /// the optimiser cannot drop the work.
     pub fn frame_round_trip(&self) -> usize {
-        let mut msg = wire::encode(&self.room, ChatKind::Group, THREAD, &self.data, ID)
-            .expect("payload within the limit");
-        // What the room stamps on the reflected copy.
-        msg.from = Some(self.from.clone());
+        let msg = self.reflected();
         let frame = wire::decode_message(&msg)
             .expect("valid frame")
             .expect("a realtime frame");
@@ -63,10 +84,7 @@ impl Fixture {
 
     /// The same with XML text in between (serialise and parse).
     pub fn xml_round_trip(&self) -> usize {
-        let mut msg = wire::encode(&self.room, ChatKind::Group, THREAD, &self.data, ID)
-            .expect("payload within the limit");
-        msg.from = Some(self.from.clone());
-        let text = String::from(&Element::from(msg));
+        let text = String::from(&self.element());
         let el: Element = text.parse().expect("own output parses");
         let frame = wire::decode(&el)
             .expect("valid frame")
@@ -144,4 +162,97 @@ pub fn callgrind(helper: &std::path::Path, size: usize, n1: u64, n2: u64) -> Res
     let a = run(n1)?;
     let b = run(n2)?;
     Ok(b.saturating_sub(a) / (n2 - n1))
+}
+
+/// Workload 7: wall-clock per op here, instructions under callgrind.
+pub async fn run(p: &Params) -> (Vec<OpCost>, String) {
+    let budget = p.wire_budget;
+    let runs = p.callgrind;
+    let quick = p.quick;
+    let r = tokio::task::spawn_blocking(move || {
+        let mut costs = Vec::new();
+        for size in SIZES {
+            let f = Fixture::new(size);
+            costs.push(time_op(size, "frame", budget, || f.frame_round_trip()));
+            costs.push(time_op(size, "xml", budget, || f.xml_round_trip()));
+        }
+        let note = match callgrind_helper() {
+            Err(e) => format!("callgrind: not measured ({e})"),
+            Ok(helper) => {
+                let mut notes = Vec::new();
+                for (size, n1, n2) in runs {
+                    match callgrind(&helper, size, n1, n2) {
+                        Ok(i) => {
+                            if let Some(c) = costs.iter_mut().find(|c| c.size == size && c.path == "frame") {
+                                c.instructions = Some(i);
+                            }
+                        }
+                        Err(e) if quick => notes.push(format!("callgrind skipped: {e}")),
+                        Err(e) => notes.push(format!("callgrind failed: {e}")),
+                    }
+                }
+                if notes.is_empty() {
+                    format!(
+                        "Instructions: `valgrind --tool=callgrind {} SIZE N`, (Ir(N2) − Ir(N1)) / (N2 − N1).",
+                        helper.display()
+                    )
+                } else {
+                    notes.join("; ")
+                }
+            }
+        };
+        (costs, note)
+    })
+    .await;
+    r.unwrap_or_else(|e| (Vec::new(), format!("wire workload panicked: {e}")))
+}
+
+/// The `wire-callgrind` binary beside ours; built on demand when `cargo
+/// run` built only the main binary.
+fn callgrind_helper() -> Result<PathBuf, String> {
+    if std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return Err("valgrind is not installed".into());
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let helper = exe.with_file_name("wire-callgrind");
+    if helper.exists() {
+        return Ok(helper);
+    }
+    let cargo = std::env::var("CARGO").map_err(|_| {
+        format!(
+            "{} is missing (build it with `cargo build --release -p benchmarks`)",
+            helper.display()
+        )
+    })?;
+    let release = exe
+        .parent()
+        .and_then(|d| d.file_name())
+        .is_some_and(|n| n == "release");
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args([
+        "build",
+        "--offline",
+        "-p",
+        "benchmarks",
+        "--bin",
+        "wire-callgrind",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().map_err(|e| e.to_string())?;
+    if !out.status.success() || !helper.exists() {
+        return Err(format!(
+            "building wire-callgrind failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ));
+    }
+    Ok(helper)
 }

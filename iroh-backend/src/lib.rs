@@ -49,11 +49,12 @@ mod peer;
 mod reorder;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use iroh::RelayMap;
 use iroh_gossip::proto::TopicId;
+use parking_lot::Mutex as SyncMutex;
 use spec_tests::harness::{
     Capabilities, Channel, Harness, HarnessError, JoinFailure, Member, Received, SendFailure,
 };
@@ -103,18 +104,18 @@ struct ChatState {
     id: u64,
     /// Member number → device. `other_chat` copies this list, so numbers
     /// mean the same participants (and devices) in both chats.
-    members: StdMutex<Vec<Arc<Peer>>>,
+    members: SyncMutex<Vec<Arc<Peer>>>,
     /// Instance name → topic, made by whoever first opens the instance
     /// (Delta Chat: the device that sends the webxdc message).
-    topics: StdMutex<HashMap<String, TopicId>>,
+    topics: SyncMutex<HashMap<String, TopicId>>,
     /// Instance name → labels of devices with an unleft channel. Only the
     /// harness uses this, to know whether a join has anyone to wait for.
-    joined: StdMutex<HashMap<String, HashSet<String>>>,
+    joined: SyncMutex<HashMap<String, HashSet<String>>>,
 }
 
 impl ChatState {
     fn members(&self) -> Vec<Arc<Peer>> {
-        lock(&self.members).clone()
+        self.members.lock().clone()
     }
 
     fn key(&self, instance: &str) -> InstanceKey {
@@ -124,7 +125,9 @@ impl ChatState {
     /// The instance's topic; the first call creates it and "sends the
     /// webxdc message" (the topic) to every member device.
     fn topic(&self, instance: &str) -> TopicId {
-        let topic = *lock(&self.topics)
+        let topic = *self
+            .topics
+            .lock()
             .entry(instance.to_owned())
             .or_insert_with(|| TopicId::from_bytes(rand::random()));
         for device in self.members() {
@@ -190,9 +193,9 @@ impl IrohHarness {
         IrohChat {
             state: Arc::new(ChatState {
                 id: self.next_chat,
-                members: StdMutex::new(members),
-                topics: StdMutex::new(HashMap::new()),
-                joined: StdMutex::new(HashMap::new()),
+                members: SyncMutex::new(members),
+                topics: SyncMutex::new(HashMap::new()),
+                joined: SyncMutex::new(HashMap::new()),
             }),
         }
     }
@@ -272,7 +275,7 @@ impl Harness for IrohHarness {
             },
         };
         let others_joined = {
-            let mut joined = lock(&chat.joined);
+            let mut joined = chat.joined.lock();
             let set = joined.entry(instance.to_owned()).or_default();
             let others = set.iter().any(|d| *d != device.label);
             set.insert(device.label.clone());
@@ -313,14 +316,17 @@ impl Harness for IrohHarness {
         let device = self.new_device().await?;
         // The new device gets the chat's webxdc messages (and topics) as
         // Delta Chat's other devices get them through the self-copy.
-        let instances: Vec<(String, TopicId)> = lock(&chat.state.topics)
+        let instances: Vec<(String, TopicId)> = chat
+            .state
+            .topics
+            .lock()
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         for (instance, topic) in instances {
             device.receive_webxdc(&chat.state.key(&instance), topic);
         }
-        let mut members = lock(&chat.state.members);
+        let mut members = chat.state.members.lock();
         members.push(device);
         Ok(members.len() - 1)
     }
@@ -404,13 +410,8 @@ impl Channel for IrohChannel {
         self.left = true;
         // Delta Chat logs a failed leave and goes on.
         let _ = self.device.leave(&self.key).await;
-        if let Some(set) = lock(&self.chat.joined).get_mut(&self.key.1) {
+        if let Some(set) = self.chat.joined.lock().get_mut(&self.key.1) {
             set.remove(&self.device.label);
         }
     }
-}
-
-/// Locks a std mutex, ignoring poisoning (no code panics while holding one).
-fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -9,7 +9,7 @@
 //! the code says so at the branch.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +17,8 @@ use futures_lite::StreamExt;
 use iroh::{Endpoint, NodeAddr, NodeId, PublicKey, RelayMap, RelayMode, RelayUrl, SecretKey};
 use iroh_gossip::net::{Event, Gossip, GossipEvent, GossipSender, JoinOptions, GOSSIP_ALPN};
 use iroh_gossip::proto::TopicId;
+use parking_lot::Mutex as SyncMutex;
+use spec_tests::cases::MAX_PAYLOAD;
 use tokio::sync::{broadcast, oneshot, OnceCell, RwLock};
 use tokio::task::JoinHandle;
 
@@ -27,8 +29,6 @@ use crate::Variant;
 pub(crate) const PUBLIC_KEY_LENGTH: usize = 32;
 /// Length of the sequence number Delta Chat appends before the key.
 pub(crate) const SEQ_LENGTH: usize = 4;
-/// The webxdc limit on one payload (`send()` of at most 128000 bytes).
-pub(crate) const MAX_PAYLOAD: usize = 128_000;
 /// Delta Chat's gossip `max_message_size`: 128 KiB, so that 128000 bytes of
 /// payload plus the 36-byte suffix plus gossip framing fit.
 const GOSSIP_MAX_MESSAGE_SIZE: usize = 128 * 1024;
@@ -74,7 +74,7 @@ struct Iroh {
     public_key: PublicKey,
     /// Per-topic sequence numbers. Like Delta Chat these are `i32`, start at
     /// 1, and survive leave/re-join.
-    sequence_numbers: StdMutex<HashMap<TopicId, i32>>,
+    sequence_numbers: SyncMutex<HashMap<TopicId, i32>>,
     channels: RwLock<HashMap<TopicId, ChannelState>>,
 }
 
@@ -113,13 +113,13 @@ pub(crate) struct Peer {
     iroh: OnceCell<Iroh>,
     /// Delta Chat's `iroh_gossip_peers` table: per instance, the peers and
     /// the relay they advertised (`None` when learnt as a gossip neighbour).
-    db: StdMutex<HashMap<InstanceKey, BTreeMap<NodeId, Option<RelayUrl>>>>,
+    db: SyncMutex<HashMap<InstanceKey, BTreeMap<NodeId, Option<RelayUrl>>>>,
     /// Topics per instance, as received in the webxdc message.
-    topics: StdMutex<HashMap<InstanceKey, TopicId>>,
+    topics: SyncMutex<HashMap<InstanceKey, TopicId>>,
     /// Mirror: the account-wide event channel that every UI listener reads.
     events: broadcast::Sender<Delivery>,
     /// Fixed: one queue per joined topic, owned by that channel.
-    queues: StdMutex<HashMap<TopicId, broadcast::Sender<Delivery>>>,
+    queues: SyncMutex<HashMap<TopicId, broadcast::Sender<Delivery>>>,
 }
 
 impl Peer {
@@ -130,21 +130,22 @@ impl Peer {
             variant,
             relay_map,
             iroh: OnceCell::new(),
-            db: StdMutex::new(HashMap::new()),
-            topics: StdMutex::new(HashMap::new()),
+            db: SyncMutex::new(HashMap::new()),
+            topics: SyncMutex::new(HashMap::new()),
             events,
-            queues: StdMutex::new(HashMap::new()),
+            queues: SyncMutex::new(HashMap::new()),
         })
     }
 
     /// Stores the topic carried by the webxdc message (Delta Chat's
     /// `insert_topic_stub`).
     pub(crate) fn receive_webxdc(&self, key: &InstanceKey, topic: TopicId) {
-        lock(&self.topics).entry(key.clone()).or_insert(topic);
+        self.topics.lock().entry(key.clone()).or_insert(topic);
     }
 
     fn topic(&self, key: &InstanceKey) -> Result<TopicId, PeerError> {
-        lock(&self.topics)
+        self.topics
+            .lock()
             .get(key)
             .copied()
             .ok_or_else(|| PeerError::Other(format!("instance {key:?} has no gossip topic")))
@@ -198,7 +199,7 @@ impl Peer {
                     router,
                     gossip,
                     public_key,
-                    sequence_numbers: StdMutex::new(HashMap::new()),
+                    sequence_numbers: SyncMutex::new(HashMap::new()),
                     channels: RwLock::new(HashMap::new()),
                 })
             })
@@ -243,7 +244,9 @@ impl Peer {
                 Variant::Fixed => Err(PeerError::AlreadyJoined),
             };
         }
-        let peers: Vec<(NodeId, Option<RelayUrl>)> = lock(&self.db)
+        let peers: Vec<(NodeId, Option<RelayUrl>)> = self
+            .db
+            .lock()
             .get(key)
             .map(|m| m.iter().map(|(k, v)| (*k, v.clone())).collect())
             .unwrap_or_default();
@@ -272,7 +275,7 @@ impl Peer {
             Variant::DeltaChat => self.events.clone(),
             Variant::Fixed => {
                 let (tx, _) = broadcast::channel(FIXED_QUEUE_CAPACITY);
-                lock(&self.queues).insert(topic, tx.clone());
+                self.queues.lock().insert(topic, tx.clone());
                 tx
             }
         };
@@ -302,7 +305,8 @@ impl Peer {
         key: &InstanceKey,
     ) -> Result<broadcast::Receiver<Delivery>, PeerError> {
         let topic = self.topic(key)?;
-        lock(&self.queues)
+        self.queues
+            .lock()
             .get(&topic)
             .map(|tx| tx.subscribe())
             .ok_or_else(|| PeerError::Other("not joined".into()))
@@ -397,7 +401,7 @@ impl Peer {
     /// `iroh_add_peer_for_topic`: `INSERT OR REPLACE`, so in Delta Chat a
     /// neighbour event overwrites an advertised relay URL with NULL.
     fn add_peer(&self, key: &InstanceKey, node: NodeId, relay: Option<RelayUrl>) {
-        let mut db = lock(&self.db);
+        let mut db = self.db.lock();
         let entry = db.entry(key.clone()).or_default();
         match (self.variant, relay) {
             (Variant::Fixed, None) => {
@@ -418,7 +422,7 @@ impl Peer {
         header: &str,
     ) -> Result<(), PeerError> {
         let addr: NodeAddr = serde_json::from_str(header).map_err(other)?;
-        if lock(&self.topics).get(key).is_none() {
+        if self.topics.lock().get(key).is_none() {
             // Delta Chat warns and ignores it.
             return Ok(());
         }
@@ -469,7 +473,7 @@ impl Peer {
         }
         let iroh = self.iroh().await?;
         let seq = {
-            let mut seqs = lock(&iroh.sequence_numbers);
+            let mut seqs = iroh.sequence_numbers.lock();
             let entry = seqs.entry(topic).or_default();
             *entry = entry.wrapping_add(1);
             *entry
@@ -506,7 +510,7 @@ impl Peer {
             let _ = state.subscribe_loop.await;
             drop(state.sender);
         }
-        lock(&self.queues).remove(&topic);
+        self.queues.lock().remove(&topic);
         Ok(())
     }
 
@@ -516,10 +520,4 @@ impl Peer {
             let _ = iroh.router.shutdown().await;
         }
     }
-}
-
-/// Locks a std mutex, ignoring poisoning: the maps stay consistent because
-/// no code panics while holding them.
-fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

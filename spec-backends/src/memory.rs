@@ -1,6 +1,5 @@
-//! The in-memory reference backend: the library's sans-IO
-//! [`Engine`](webxdc_realtime_xmpp::engine::Engine), one per device, wired
-//! to a simulated MUC service.
+//! The in-memory reference backend: the library's sans-IO [`Engine`], one
+//! per device, wired to a simulated MUC service.
 //!
 //! The simulated room does what a real MUC does, and nothing more: it
 //! answers a join presence with the occupant's self-presence (status 110),

@@ -28,7 +28,7 @@
 //! The crate has no transport in it: it depends on a runtime (tokio) and
 //! `futures`, nothing else. Backends live with their transports; a
 //! complete one written against this crate's public API alone is
-//! `examples/broadcast.rs` (an in-process broadcast hub, about 200 lines),
+//! `examples/broadcast.rs` (an in-process broadcast hub),
 //! which the crate's own tests run through the whole suite.
 //!
 #![doc = include_str!("../README.md")]

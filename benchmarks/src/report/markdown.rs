@@ -1,0 +1,324 @@
+//! The tables, one function per section: workloads 1-5 as one table with
+//! a column per backend, then memory (6), the library alone (7), the
+//! throttled server (8) and the targets.
+
+use std::fmt::Write as _;
+
+use super::format::{bytes, cell, dur, err_cell, lost_suffix, summary4};
+use super::{BackendReport, Report, Res};
+use crate::workloads::{Fanout, Latency};
+
+impl Report {
+    /// The markdown tables.
+    pub fn markdown(&self) -> String {
+        let mut o = String::new();
+        self.backends_table(&mut o);
+        self.memory_section(&mut o);
+        self.wire_section(&mut o);
+        self.throttle_section(&mut o);
+        self.targets_section(&mut o);
+        o
+    }
+
+    /// Workloads 1-5: a row per measurement, a column per backend.
+    fn backends_table(&self, o: &mut String) {
+        let names: Vec<&str> = self.backends.iter().map(|b| b.name.as_str()).collect();
+        let _ = writeln!(o, "| workload | {} |", names.join(" | "));
+        let _ = writeln!(o, "|---|{}", "---|".repeat(names.len()));
+        let mut row = |label: &str, f: &dyn Fn(&BackendReport) -> String| {
+            let cells: Vec<String> = self.backends.iter().map(f).collect();
+            let _ = writeln!(o, "| {label} | {} |", cells.join(" | "));
+        };
+        row("1. latency 32 B, p50 / p90 / p99 / max", &|b| {
+            cell(&b.latency_32, |l| {
+                format!("{}{}", summary4(&l.us), lost_suffix(l.lost))
+            })
+        });
+        row("2. latency 128000 B, p50 / p90 / p99 / max", &|b| {
+            cell(&b.latency_128k, |l| {
+                format!("{}{}", summary4(&l.us), lost_suffix(l.lost))
+            })
+        });
+        row("3. throughput 1 KiB: delivered/s (lost of sent)", &|b| {
+            cell(&b.throughput, |t| {
+                format!("{:.0}/s ({} of {})", t.delivered_per_s, t.lost, t.sent)
+            })
+        });
+        let fan_ns = self.fanout_receivers();
+        for n in &fan_ns {
+            row(
+                &format!("4. fan-out to {n}: all have it, p50 / p99"),
+                &|b| match fanout_of(b, *n) {
+                    Some(f) if f.all_us.n > 0 => format!(
+                        "{} / {}{}",
+                        dur(f.all_us.p50),
+                        dur(f.all_us.p99),
+                        lost_suffix(f.lost)
+                    ),
+                    Some(_) => "no samples".into(),
+                    None => b
+                        .fanout
+                        .iter()
+                        .find_map(|f| f.as_ref().err())
+                        .map(|e| err_cell(e))
+                        .unwrap_or_else(|| "-".into()),
+                },
+            );
+        }
+        for n in &fan_ns {
+            row(
+                &format!("4. fan-out to {n}: sender bytes / loopback bytes per payload"),
+                &|b| match fanout_of(b, *n) {
+                    Some(f) => format!(
+                        "{} / {}",
+                        f.sender_bytes
+                            .map(|v| bytes(v as f64))
+                            .unwrap_or_else(|| "n/a".into()),
+                        f.loopback_bytes.map(bytes).unwrap_or_else(|| "n/a".into())
+                    ),
+                    None => "-".into(),
+                },
+            );
+        }
+        row(
+            "5. join → first delivery, p50 / p99 (join call p50)",
+            &|b| {
+                cell(&b.join, |j| {
+                    if j.first_us.n == 0 {
+                        return format!("no samples ({} failed)", j.failed);
+                    }
+                    format!(
+                        "{} / {} ({}){}",
+                        dur(j.first_us.p50),
+                        dur(j.first_us.p99),
+                        dur(j.join_call_us.p50),
+                        lost_suffix(j.failed)
+                    )
+                })
+            },
+        );
+        let ratios = [
+            ("tcp-relay floor", "tcp-relay", 1),
+            ("iroh-deltachat", "iroh-deltachat", 2),
+        ];
+        for (label, backend, decimals) in ratios {
+            let reference = self.p50_32(backend);
+            row(
+                &format!("32 B p50 ÷ {label}"),
+                &|b| match (self.p50_32(&b.name), reference) {
+                    (Some(x), Some(r)) if r > 0.0 => format!("{:.*}×", decimals, x / r),
+                    _ => "-".into(),
+                },
+            );
+        }
+        row("wall time (set-up included)", &|b| {
+            format!("{:.1} s", b.wall_s)
+        });
+    }
+
+    /// The numbers of receivers any backend measured fan-out for, in the
+    /// order first seen.
+    fn fanout_receivers(&self) -> Vec<usize> {
+        let mut ns = Vec::new();
+        let measured = self.backends.iter().flat_map(|b| &b.fanout).flatten();
+        for f in measured {
+            if !ns.contains(&f.receivers) {
+                ns.push(f.receivers);
+            }
+        }
+        ns
+    }
+
+    /// Workload 6.
+    fn memory_section(&self, o: &mut String) {
+        heading(o, "**6. Memory (XMPP via Prosody, VmRSS deltas)**");
+        let m = match &self.memory {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = writeln!(o, "{}", err_cell(e));
+                return;
+            }
+        };
+        table_header(o, &["what", "added per unit"]);
+        let mut row = |what: String, kib: f64| {
+            let _ = writeln!(o, "| {what} | {} |", bytes(kib * 1024.0));
+        };
+        row(
+            format!(
+                "per connection (client side, {} connections)",
+                m.connections
+            ),
+            m.per_connection_kib,
+        );
+        if let Some(s) = m.server_per_connection_kib {
+            row("per connection (Prosody's VmRSS)".into(), s);
+        }
+        row(
+            format!("per entered room ({} rooms, one connection)", m.rooms),
+            m.per_room_kib,
+        );
+        row(
+            format!(
+                "per joined channel ({} channels, one connection)",
+                m.channels
+            ),
+            m.per_channel_kib,
+        );
+    }
+
+    /// Workload 7.
+    fn wire_section(&self, o: &mut String) {
+        heading(o, "**7. Library cost alone (no network)**");
+        table_header(
+            o,
+            &[
+                "path",
+                "payload",
+                "p50 per op",
+                "min",
+                "instructions per op (callgrind)",
+            ],
+        );
+        for w in &self.wire {
+            let _ = writeln!(
+                o,
+                "| {} | {} B | {} | {} | {} |",
+                w.path,
+                w.size,
+                dur(w.us.p50),
+                dur(w.us.min),
+                w.instructions
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+        if !self.callgrind_note.is_empty() {
+            let _ = writeln!(o, "\n{}", self.callgrind_note);
+        }
+    }
+
+    /// Workload 8: a row per server configuration.
+    fn throttle_section(&self, o: &mut String) {
+        heading(o, "**8. Throttled server (Prosody, same library)**");
+        table_header(
+            o,
+            &[
+                "server",
+                "32 B latency p50 / p99",
+                "128000 B latency p50 / max",
+                "1 KiB: delivered/s, sent/s (lost of sent)",
+                "send().await p50 / max",
+                "client events",
+                "RSS start → max → end",
+            ],
+        );
+        for t in &self.throttle {
+            let lat32 = latency_cell(&t.latency_32, |l| {
+                format!("{} / {}", dur(l.us.p50), dur(l.us.p99))
+            });
+            let lat = latency_cell(&t.latency_128k, |l| {
+                format!("{} / {} (n={})", dur(l.us.p50), dur(l.us.max), l.us.n)
+            });
+            let tp = cell(&t.throughput, |x| {
+                format!(
+                    "{:.0}/s, {:.0}/s ({} of {}{})",
+                    x.delivered_per_s,
+                    x.sent_per_s,
+                    x.lost,
+                    x.sent,
+                    match (x.drain_gave_up, x.send_blocked_at_end) {
+                        (true, true) => ", rest still queued; a send was parked at the end",
+                        (true, false) => ", rest still queued",
+                        (false, true) => ", a send was parked at the end",
+                        _ => "",
+                    }
+                )
+            });
+            let waits = cell(&t.throughput, |x| {
+                format!("{} / {}", dur(x.send_wait_us.p50), dur(x.send_wait_us.max))
+            });
+            let e = &t.events;
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | disconnected {}, reconnect failed {}, closed {} | {} → {} → {} MiB |",
+                t.label,
+                lat32,
+                lat,
+                tp,
+                waits,
+                e.disconnected,
+                e.reconnect_failed,
+                e.closed,
+                t.rss_start_kib / 1024,
+                t.rss_max_kib / 1024,
+                t.rss_end_kib / 1024
+            );
+        }
+    }
+
+    /// The targets, as [`Report::evaluate_targets`] found them.
+    fn targets_section(&self, o: &mut String) {
+        heading(o, "**Targets** (reported, not asserted)");
+        table_header(
+            o,
+            &["target", "backend", "measured", "measured ÷ limit", ""],
+        );
+        for t in &self.targets {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} |",
+                t.target,
+                t.backend,
+                t.measured,
+                t.ratio
+                    .map(|r| format!("{r:.2}"))
+                    .unwrap_or_else(|| "-".into()),
+                match t.met {
+                    Some(true) => "met",
+                    Some(false) => "**missed**",
+                    None => "n/a",
+                }
+            );
+        }
+    }
+}
+
+/// A section's title, on a line of its own between blank lines.
+fn heading(o: &mut String, title: &str) {
+    let _ = writeln!(o, "\n{title}\n");
+}
+
+/// A table's header row and separator.
+fn table_header(o: &mut String, columns: &[&str]) {
+    let cells: String = columns
+        .iter()
+        .map(|c| {
+            if c.is_empty() {
+                " |".to_owned()
+            } else {
+                format!(" {c} |")
+            }
+        })
+        .collect();
+    let _ = writeln!(o, "|{cells}\n|{}", "---|".repeat(columns.len()));
+}
+
+/// The fan-out result of backend `b` for `n` receivers, if it has one.
+fn fanout_of(b: &BackendReport, n: usize) -> Option<&Fanout> {
+    b.fanout
+        .iter()
+        .filter_map(|f| f.as_ref().ok())
+        .find(|f| f.receivers == n)
+}
+
+/// A latency cell: `shown(l)` and the losses, or "no samples" and the
+/// losses.
+fn latency_cell(r: &Res<Latency>, shown: impl Fn(&Latency) -> String) -> String {
+    cell(r, |l| {
+        if l.us.n == 0 {
+            format!("no samples{}", lost_suffix(l.lost))
+        } else {
+            format!("{}{}", shown(l), lost_suffix(l.lost))
+        }
+    })
+}

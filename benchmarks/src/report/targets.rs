@@ -1,0 +1,114 @@
+//! The targets of docs/benchmarks.md, evaluated on a report (reported,
+//! not asserted).
+
+use super::format::{bytes, dur};
+use super::{Report, Target};
+
+impl Report {
+    /// Fills [`Report::targets`] from the results.
+    pub fn evaluate_targets(&mut self) {
+        let mut t = Vec::new();
+        let mut push = |target: &str, backend: &str, measured: String, ratio: Option<f64>| {
+            t.push(Target {
+                target: target.into(),
+                backend: backend.into(),
+                measured,
+                ratio,
+                met: ratio.map(|r| r <= 1.0),
+            });
+        };
+        let relay = self.p50_32("tcp-relay");
+        let iroh = self.p50_32("iroh-deltachat");
+        for b in self.backends.iter().filter(|b| b.name.starts_with("xmpp")) {
+            let name = b.name.as_str();
+            let p50 = self.p50_32(name);
+            match (p50, iroh) {
+                (Some(x), Some(i)) => push(
+                    "32 B p50 ≤ iroh-deltachat's",
+                    name,
+                    format!("{} vs {}", dur(x), dur(i)),
+                    Some(x / i),
+                ),
+                _ => push("32 B p50 ≤ iroh-deltachat's", name, "-".into(), None),
+            }
+            match (p50, relay) {
+                (Some(x), Some(r)) => push(
+                    "32 B p50 ≤ 4 × tcp-relay floor",
+                    name,
+                    format!("{} = {:.1} × {}", dur(x), x / r, dur(r)),
+                    Some(x / (4.0 * r)),
+                ),
+                _ => push("32 B p50 ≤ 4 × tcp-relay floor", name, "-".into(), None),
+            }
+            match &b.throughput {
+                Ok(tp) => {
+                    let rate_ratio = 10_000.0 / tp.delivered_per_s.max(1e-9);
+                    push(
+                        "≥ 10000 × 1 KiB/s, no loss",
+                        name,
+                        format!("{:.0}/s, {} lost", tp.delivered_per_s, tp.lost),
+                        Some(if tp.lost > 0 {
+                            rate_ratio.max(1.01)
+                        } else {
+                            rate_ratio
+                        }),
+                    )
+                }
+                Err(_) => push("≥ 10000 × 1 KiB/s, no loss", name, "-".into(), None),
+            }
+            let f32 = b
+                .fanout
+                .iter()
+                .filter_map(|f| f.as_ref().ok())
+                .find(|f| f.receivers == 32 && f.all_us.n > 0);
+            match f32 {
+                Some(f) => push(
+                    "fan-out to 32, p50 < 5 ms",
+                    name,
+                    dur(f.all_us.p50),
+                    Some(f.all_us.p50 / 5000.0),
+                ),
+                None => push("fan-out to 32, p50 < 5 ms", name, "-".into(), None),
+            }
+            match &b.join {
+                Ok(j) if j.first_us.n > 0 => push(
+                    "join → first delivery < 10 ms",
+                    name,
+                    format!("p50 {}", dur(j.first_us.p50)),
+                    Some(j.first_us.p50 / 10_000.0),
+                ),
+                _ => push("join → first delivery < 10 ms", name, "-".into(), None),
+            }
+        }
+        match &self.memory {
+            Ok(m) => {
+                push(
+                    "≤ 64 KiB per joined channel",
+                    "library",
+                    bytes(m.per_channel_kib * 1024.0),
+                    Some(m.per_channel_kib / 64.0),
+                );
+                push(
+                    "≤ 2 MiB per connection",
+                    "library",
+                    bytes(m.per_connection_kib * 1024.0),
+                    Some(m.per_connection_kib / 2048.0),
+                );
+            }
+            Err(_) => {
+                push("≤ 64 KiB per joined channel", "library", "-".into(), None);
+                push("≤ 2 MiB per connection", "library", "-".into(), None);
+            }
+        }
+        for w in self.wire.iter().filter(|w| w.path == "frame") {
+            let limit = if w.size <= 32 { 5.0 } else { 200.0 };
+            push(
+                &format!("encode + decode {} B < {} µs", w.size, limit),
+                "library",
+                dur(w.us.p50),
+                Some(w.us.p50 / limit),
+            );
+        }
+        self.targets = t;
+    }
+}
