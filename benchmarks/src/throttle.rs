@@ -15,9 +15,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 use spec_backends::xmpp::XmppHarness;
-use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
-use webxdc_realtime_xmpp::{Client, ClientEvent};
+use webxdc_realtime_xmpp::{Client, ClientEvent, ConnectionEvent};
 use xmpp_test_server::{Options, TestServer};
 
 use crate::params::Params;
@@ -90,17 +89,21 @@ impl EventCounter {
             let add = |n: &AtomicU64, k: u64| n.fetch_add(k, Ordering::Relaxed);
             loop {
                 match rx.recv().await {
-                    Ok(ClientEvent::Disconnected) => add(&counts.disconnected, 1),
-                    Ok(ClientEvent::ReconnectFailed { .. }) => add(&counts.reconnect_failed, 1),
-                    Ok(ClientEvent::Reconnected { .. }) => add(&counts.reconnected, 1),
-                    Ok(ClientEvent::Closed) => {
+                    Some(ClientEvent::Connection(ConnectionEvent::Disconnected)) => {
+                        add(&counts.disconnected, 1)
+                    }
+                    Some(ClientEvent::ReconnectFailed { .. }) => add(&counts.reconnect_failed, 1),
+                    Some(ClientEvent::Connection(ConnectionEvent::Reconnected { .. })) => {
+                        add(&counts.reconnected, 1)
+                    }
+                    Some(ClientEvent::Closed) => {
                         add(&counts.closed, 1);
                         break;
                     }
-                    Ok(ClientEvent::Room(_)) => add(&counts.room, 1),
-                    Ok(_) => 0,
-                    Err(broadcast::error::RecvError::Lagged(n)) => add(&counts.lagged, n),
-                    Err(broadcast::error::RecvError::Closed) => break,
+                    Some(ClientEvent::Room(_)) => add(&counts.room, 1),
+                    Some(ClientEvent::Missed { count }) => add(&counts.lagged, count),
+                    Some(_) => 0,
+                    None => break,
                 };
             }
         });
