@@ -55,7 +55,9 @@ pub enum RemovalReason {
     AffiliationChanged,
     /// The room became members-only and we are not a member (status 322).
     MembersOnly,
-    /// The service is shutting down (status 332) or had an error (333).
+    /// The service is shutting down (status 332), or removed us after a
+    /// technical problem (333; Prosody says so to every occupant when it
+    /// stops).
     ServiceShutdown,
     /// The room was destroyed.
     Destroyed,
@@ -135,9 +137,18 @@ fn removal_reason(x: &Element, statuses: &[Status]) -> RemovalReason {
     if x.children().any(|c| c.is("destroy", NS_MUC_USER)) {
         return RemovalReason::Destroyed;
     }
+    // A technical removal (333: the server could not deliver to us, as
+    // Prosody says to every occupant when it stops; 332: shutdown) is not
+    // a moderator's decision, whatever else the presence says.
+    if statuses
+        .iter()
+        .any(|s| matches!(s, Status::ServiceErrorKick | Status::ServiceShutdown))
+    {
+        return RemovalReason::ServiceShutdown;
+    }
     for s in statuses {
         match s {
-            Status::Kicked | Status::ServiceErrorKick => return RemovalReason::Kicked,
+            Status::Kicked => return RemovalReason::Kicked,
             Status::Banned => return RemovalReason::Banned,
             Status::RemovalFromRoom => return RemovalReason::AffiliationChanged,
             Status::ConfigMembersOnly => return RemovalReason::MembersOnly,
@@ -189,6 +200,8 @@ mod tests {
             (st(110) + &st(321), RemovalReason::AffiliationChanged),
             (st(110) + &st(322), RemovalReason::MembersOnly),
             (st(110) + &st(332), RemovalReason::ServiceShutdown),
+            // What Prosody sends every occupant when it stops.
+            (st(333) + &st(110), RemovalReason::ServiceShutdown),
             (
                 st(110) + "<destroy jid='other@m'><reason>bye</reason></destroy>",
                 RemovalReason::Destroyed,
