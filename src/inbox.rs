@@ -82,10 +82,12 @@ pub enum Delivery {
     },
     /// The connection changed state.
     Connection(ConnectionEvent),
-    /// The room removed us (kicked, banned, destroyed, …): nothing arrives
+    /// The room removed us by a decision of its own (kicked, banned,
+    /// destroyed, …; see [`RemovalReason::is_decision`]): nothing arrives
     /// and sends fail with [`SendError::RoomNotJoined`](crate::SendError::RoomNotJoined)
-    /// until the room is entered again. A removal that was the room's
-    /// decision is not undone by itself (see [`RemovalReason`]).
+    /// until the application enters the room again. Technical removals
+    /// (a service shutdown) are not reported here: the room is entered
+    /// again by itself, as after a reconnection.
     Removed(RemovalReason),
 }
 

@@ -901,16 +901,23 @@ impl Engine {
             RoomPresence::Removed(reason) => {
                 room.state = RoomState::NotJoined;
                 room.rejoin = !reason.is_decision();
-                // Every channel of the room is told: nothing arrives and
-                // sends fail until the room is entered again.
-                let ids: Vec<ChannelId> = self
-                    .channels
-                    .iter()
-                    .filter(|(_, e)| e.chat == Chat::Group(room_jid.clone()))
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in ids {
-                    self.deliver(id, Delivery::Removed(reason.clone()));
+                if reason.is_decision() {
+                    // Every channel of the room is told: nothing arrives
+                    // and sends fail until the room is entered again.
+                    let ids: Vec<ChannelId> = self
+                        .channels
+                        .iter()
+                        .filter(|(_, e)| e.chat == Chat::Group(room_jid.clone()))
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in ids {
+                        self.deliver(id, Delivery::Removed(reason.clone()));
+                    }
+                } else if reason == RemovalReason::ServiceShutdown && self.online {
+                    // A technical removal is transient, like a reconnection:
+                    // enter again at once (a room service that restarted
+                    // takes us back; a server that is stopping drops it).
+                    self.send_join_presence(&room_jid);
                 }
                 EngineEvent::RoomLeft {
                     room: room_jid,

@@ -21,12 +21,12 @@
 use base64::Engine as _;
 use jid::{BareJid, Jid};
 use minidom::Element;
-use xmpp_parsers::message::{Id, Message, MessageType, Thread};
+use xmpp_parsers::message::Message;
 use xmpp_parsers::stanza_id::OriginId;
 
 use super::{
-    addressing, is_stanza_ns, validate_thread, Addressing, ChatKind, ErrorCondition, MAX_PAYLOAD,
-    NS_HINTS, NS_SID, NS_WEBXDC,
+    addressing, is_stanza_ns, new_message, validate_thread, Addressing, ChatKind, ErrorCondition,
+    MAX_PAYLOAD, NS_HINTS, NS_SID, NS_WEBXDC,
 };
 
 /// Longest base64 text that can decode to at most [`MAX_PAYLOAD`] bytes
@@ -133,16 +133,7 @@ pub fn encode(
         return Err(WireError::TooLarge { size: data.len() });
     }
     validate_thread(thread)?;
-    let type_ = match kind {
-        ChatKind::Group => MessageType::Groupchat,
-        ChatKind::Direct => MessageType::Chat,
-    };
-    let mut message = Message::new_with_type(type_, Some(Jid::from(to.clone())));
-    message.id = Some(Id(id.to_owned()));
-    message.thread = Some(Thread {
-        parent: None,
-        id: thread.to_owned(),
-    });
+    let mut message = new_message(to, kind, thread, id);
     message.payloads.push(Element::bare("no-store", NS_HINTS));
     let encoded = base64::engine::general_purpose::STANDARD.encode(data);
     let x = Element::builder("x", NS_WEBXDC)

@@ -58,6 +58,28 @@ pub fn validate_thread(thread: &str) -> Result<(), WireError> {
     Ok(())
 }
 
+/// A message to `to` in a chat of `kind` for app instance `thread`, with
+/// `id` as its stanza id: what frames and status updates start from.
+fn new_message(
+    to: &jid::BareJid,
+    kind: ChatKind,
+    thread: &str,
+    id: &str,
+) -> xmpp_parsers::message::Message {
+    use xmpp_parsers::message::{Id, Message, MessageType, Thread};
+    let type_ = match kind {
+        ChatKind::Group => MessageType::Groupchat,
+        ChatKind::Direct => MessageType::Chat,
+    };
+    let mut message = Message::new_with_type(type_, Some(jid::Jid::from(to.clone())));
+    message.id = Some(Id(id.to_owned()));
+    message.thread = Some(Thread {
+        parent: None,
+        id: thread.to_owned(),
+    });
+    message
+}
+
 /// Who sent a webxdc message, in which kind of chat, for which instance:
 /// the rules frames and status updates share.
 struct Addressing {

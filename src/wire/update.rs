@@ -22,11 +22,12 @@
 
 use jid::{BareJid, Jid};
 use minidom::Element;
-use xmpp_parsers::message::{Id, Lang, Message, MessageType, Thread};
+use xmpp_parsers::message::{Lang, Message};
 use xmpp_parsers::stanza_id::OriginId;
 
 use super::{
-    addressing, validate_thread, Addressing, ChatKind, WireError, NS_HINTS, NS_SID, NS_WEBXDC,
+    addressing, new_message, validate_thread, Addressing, ChatKind, WireError, NS_HINTS, NS_SID,
+    NS_WEBXDC,
 };
 
 /// Namespace of XEP-0335 JSON containers (`<json/>`).
@@ -97,16 +98,7 @@ pub fn encode_update(
 ) -> Result<Message, WireError> {
     validate_thread(thread)?;
     check_update(update)?;
-    let type_ = match kind {
-        ChatKind::Group => MessageType::Groupchat,
-        ChatKind::Direct => MessageType::Chat,
-    };
-    let mut message = Message::new_with_type(type_, Some(Jid::from(to.clone())));
-    message.id = Some(Id(id.to_owned()));
-    message.thread = Some(Thread {
-        parent: None,
-        id: thread.to_owned(),
-    });
+    let mut message = new_message(to, kind, thread, id);
     if let Some(info) = &update.info {
         message.bodies.insert(Lang(String::new()), info.clone());
     }
@@ -278,7 +270,7 @@ mod tests {
     fn realtime_frames_and_chat_messages_are_not_updates() {
         let frame = super::super::encode(&room(), ChatKind::Group, "t", b"x", "i").unwrap();
         assert_eq!(decode_update(&frame), Ok(None));
-        let chat = Message::new_with_type(MessageType::Groupchat, None);
+        let chat = Message::new_with_type(xmpp_parsers::message::MessageType::Groupchat, None);
         assert_eq!(decode_update(&chat), Ok(None));
     }
 
