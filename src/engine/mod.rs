@@ -491,15 +491,19 @@ impl Engine {
                 self.transmit.push_back(Stanza::Presence(p));
             }
         }
-        let ids: Vec<ChannelId> = self
-            .channels
-            .iter()
-            .filter(|(_, e)| e.chat == Chat::Group(room.clone()))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
+        for id in self.room_channels(room) {
             self.leave(id);
         }
+    }
+
+    /// The channels of `room`.
+    fn room_channels(&self, room: &BareJid) -> Vec<ChannelId> {
+        let chat = Chat::Group(room.clone());
+        self.channels
+            .iter()
+            .filter(|(_, e)| e.chat == chat)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Where `room` stands, if the engine knows it.
@@ -904,13 +908,7 @@ impl Engine {
                 if reason.is_decision() {
                     // Every channel of the room is told: nothing arrives
                     // and sends fail until the room is entered again.
-                    let ids: Vec<ChannelId> = self
-                        .channels
-                        .iter()
-                        .filter(|(_, e)| e.chat == Chat::Group(room_jid.clone()))
-                        .map(|(id, _)| *id)
-                        .collect();
-                    for id in ids {
+                    for id in self.room_channels(&room_jid) {
                         self.deliver(id, Delivery::Removed(reason.clone()));
                     }
                 } else if reason == RemovalReason::ServiceShutdown && self.online {
