@@ -1,0 +1,234 @@
+// window.webxdc for apps run by webxdc-host. Served at /webxdc.js on the
+// app's own origin; the host writes this origin's settings (and its bridge
+// secret) into HOST below.
+//
+// Everything goes through one WebSocket to the same origin (the bridge):
+// realtime payloads as binary frames with a 1-byte tag, everything else as
+// JSON text. The rules a Rust caller of the library meets (128000 bytes,
+// second join, send after leave) are checked here first, synchronously and
+// with the same words, so an app sees them as exceptions; the bridge checks
+// them again, because a page may talk to the socket directly.
+(() => {
+  "use strict";
+  const HOST = __WEBXDC_HOST_CONFIG__;
+  const MAX_PAYLOAD = 128000;
+  const MAX_UPDATE = 128000;
+  const TAG_REALTIME = 1;
+  // Payloads that arrive before the app sets a listener, at most this many
+  // (oldest dropped): bounded, like the library's own queue.
+  const MAX_EARLY = 1024;
+
+  // --- the socket -------------------------------------------------------
+  const url = `ws://${location.host}/webxdc-bridge?secret=${encodeURIComponent(HOST.secret)}`;
+  const socket = new WebSocket(url);
+  socket.binaryType = "arraybuffer";
+  const outbox = []; // frames written before the socket opened
+  let opened = false;
+  let closed = false;
+  socket.addEventListener("open", () => {
+    opened = true;
+    for (const frame of outbox.splice(0)) socket.send(frame);
+  });
+  socket.addEventListener("close", (ev) => {
+    closed = true;
+    const why = ev.reason || `code ${ev.code}`;
+    console.warn(`webxdc: connection to the host closed (${why})`);
+    hostErrors.push({ about: "bridge", message: `closed: ${why}` });
+  });
+  function post(frame) {
+    if (closed) throw new Error("webxdc: the connection to the host is closed");
+    if (opened) socket.send(frame);
+    else outbox.push(frame);
+  }
+  function postJson(obj) {
+    post(JSON.stringify(obj));
+  }
+
+  // Errors the host reported (also logged), readable by tests and apps
+  // that want them: window.webxdc.hostErrors is not part of the webxdc API.
+  const hostErrors = [];
+
+  // --- realtime ---------------------------------------------------------
+  let channel = null; // the joined channel, until it is left
+  let listener = null;
+  const early = [];
+
+  function deliver(bytes) {
+    if (!channel) return; // left: delivery stops at once
+    if (listener) {
+      try {
+        listener(bytes);
+      } catch (e) {
+        console.error("webxdc: realtime listener threw", e);
+      }
+    } else {
+      if (early.length >= MAX_EARLY) early.shift();
+      early.push(bytes);
+    }
+  }
+
+  class RealtimeChannel {
+    setListener(cb) {
+      if (typeof cb !== "function") throw new TypeError("setListener needs a function");
+      listener = cb;
+      for (const bytes of early.splice(0)) deliver(bytes);
+    }
+    send(data) {
+      if (!(data instanceof Uint8Array)) {
+        throw new TypeError("realtime data must be a Uint8Array");
+      }
+      if (channel !== this) throw new Error("the channel was left");
+      if (data.byteLength > MAX_PAYLOAD) {
+        throw new Error(
+          `payload of ${data.byteLength} bytes exceeds the limit of ${MAX_PAYLOAD} bytes`,
+        );
+      }
+      const frame = new Uint8Array(data.byteLength + 1);
+      frame[0] = TAG_REALTIME;
+      frame.set(data, 1);
+      post(frame.buffer);
+    }
+    leave() {
+      if (channel !== this) return; // idempotent
+      channel = null;
+      listener = null;
+      early.length = 0;
+      postJson({ op: "leave" });
+    }
+  }
+
+  // --- status updates ---------------------------------------------------
+  let updateListener = null;
+  let listenId = 0;
+  let replayDone = null; // resolves the promise of setUpdateListener
+
+  // --- frames from the host ---------------------------------------------
+  socket.addEventListener("message", (ev) => {
+    if (ev.data instanceof ArrayBuffer) {
+      const all = new Uint8Array(ev.data);
+      if (all.length >= 1 && all[0] === TAG_REALTIME) deliver(all.subarray(1));
+      return;
+    }
+    let msg;
+    try {
+      msg = JSON.parse(ev.data);
+    } catch (e) {
+      return;
+    }
+    switch (msg.op) {
+      case "update":
+        if (msg.id === listenId && updateListener) {
+          const u = msg.update;
+          u.serial = msg.serial;
+          u.max_serial = msg.max_serial;
+          try {
+            updateListener(u);
+          } catch (e) {
+            console.error("webxdc: update listener threw", e);
+          }
+        }
+        break;
+      case "replayed":
+        if (msg.id === listenId && replayDone) {
+          replayDone();
+          replayDone = null;
+        }
+        break;
+      case "error":
+        console.error(`webxdc: ${msg.about}: ${msg.message}`);
+        hostErrors.push({ about: msg.about, message: msg.message });
+        if (hostErrors.length > 100) hostErrors.shift();
+        break;
+      case "lagged":
+        console.warn(`webxdc: ${msg.dropped} realtime payloads were dropped (reader too slow)`);
+        break;
+      case "notice":
+        console.info(`webxdc: ${msg.message}`);
+        break;
+    }
+  });
+
+  function unsupported(what) {
+    return Promise.reject(new Error(`${what} is not supported by this host (webxdc-host)`));
+  }
+
+  window.webxdc = {
+    selfAddr: HOST.selfAddr,
+    selfName: HOST.selfName,
+    sendUpdateInterval: 10000,
+    sendUpdateMaxSize: MAX_UPDATE,
+
+    sendUpdate(update, _description) {
+      if (typeof update !== "object" || update === null || !("payload" in update)) {
+        throw new TypeError("sendUpdate needs an object with a payload");
+      }
+      const payload = JSON.stringify(update.payload);
+      if (payload === undefined) throw new TypeError("the update's payload is not JSON");
+      const size = new TextEncoder().encode(payload).length;
+      if (size > MAX_UPDATE) {
+        throw new Error(`status update of ${size} bytes is too large (max ${MAX_UPDATE})`);
+      }
+      const u = { payload: update.payload };
+      for (const k of ["info", "document", "summary"]) {
+        if (typeof update[k] === "string") u[k] = update[k];
+      }
+      postJson({ op: "update", update: u });
+    },
+
+    setUpdateListener(cb, serial = 0) {
+      updateListener = typeof cb === "function" ? cb : null;
+      listenId += 1;
+      const done = new Promise((resolve) => {
+        replayDone = resolve;
+      });
+      postJson({ op: "listen", id: listenId, serial: Number(serial) || 0 });
+      return done;
+    },
+
+    getAllUpdates() {
+      return Promise.resolve([]);
+    },
+
+    joinRealtimeChannel() {
+      if (channel) {
+        throw new Error(
+          "already joined this app instance in this chat; leave the other channel first",
+        );
+      }
+      channel = new RealtimeChannel();
+      postJson({ op: "join" });
+      return channel;
+    },
+
+    sendToChat(_message) {
+      return unsupported("sendToChat (posting files or text into the chat)");
+    },
+
+    importFiles(filter = {}) {
+      // A file chooser opens only on a user's click; anything else would
+      // never answer, and importFiles must not hang.
+      if (!navigator.userActivation || !navigator.userActivation.isActive) {
+        return Promise.reject(
+          new Error("importFiles needs a user gesture (call it from a click handler)"),
+        );
+      }
+      return new Promise((resolve) => {
+        const input = document.createElement("input");
+        input.type = "file";
+        input.multiple = !!filter.multiple;
+        input.accept = [...(filter.extensions || []), ...(filter.mimeTypes || [])].join(",");
+        input.style.display = "none";
+        const finish = (files) => {
+          input.remove();
+          resolve(files);
+        };
+        input.addEventListener("change", () => finish([...(input.files || [])]));
+        input.addEventListener("cancel", () => finish([]));
+        document.body.appendChild(input);
+        input.click();
+      });
+    },
+
+    hostErrors,
+  };
+})();
