@@ -156,7 +156,7 @@ fn pack(dir: PathBuf, out: PathBuf) -> Result<(), String> {
     Ok(())
 }
 
-fn load(path: &PathBuf) -> Result<Arc<App>, String> {
+fn load(path: &std::path::Path) -> Result<Arc<App>, String> {
     let app =
         App::load(path).map_err(|e| format!("cannot load the app {}: {e}", path.display()))?;
     eprintln!(
