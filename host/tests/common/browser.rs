@@ -1,0 +1,260 @@
+//! Headless Chromium for the browser tests: one chromedriver per test
+//! binary (started on a free port, ended when the binary exits), one
+//! browser session per page, each with a profile of its own, and the
+//! XMPP side (a throwaway server, users with their hosts).
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder};
+use serde_json::{json, Value};
+use webxdc_host::transport::xmpp::XmppTransport;
+use webxdc_host::{App, Origin};
+use webxdc_realtime_xmpp::jid::BareJid;
+use webxdc_realtime_xmpp::{Client as XmppClient, Config};
+use xmpp_test_server::{Options, ServerKind, TestServer};
+
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The flags every browser gets: headless, no network but loopback, no
+/// background traffic, no throttling of pages that are not in front.
+const FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+    "--window-size=900,760",
+];
+
+/// The chromedriver of this test binary.
+struct Driver {
+    url: String,
+    /// The lifeline: when this process exits the pipe closes and the shell
+    /// around chromedriver kills it (a `static` is never dropped).
+    _stdin: ChildStdin,
+    _child: Child,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn driver() -> &'static Driver {
+    static DRIVER: OnceLock<Driver> = OnceLock::new();
+    DRIVER.get_or_init(|| {
+        assert!(
+            std::path::Path::new(CHROMEDRIVER).exists() && std::path::Path::new(CHROMIUM).exists(),
+            "the browser tests need Debian's chromium and chromium-driver \
+             (apt-get install chromium chromium-driver; .ci/run installs them)"
+        );
+        let port = free_port();
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(
+                r#""$0" --port="$1" >/dev/null 2>&1 & pid=$!
+                   cat >/dev/null
+                   kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null"#,
+            )
+            .arg(CHROMEDRIVER)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start chromedriver");
+        let stdin = child.stdin.take().expect("stdin");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver {
+            url: format!("http://{addr}"),
+            _stdin: stdin,
+            _child: child,
+        }
+    })
+}
+
+/// Browser tests of one binary run one after another: two cores do not
+/// run many Chromiums and XMPP servers at once in good time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One browser session (its own Chromium, its own profile) showing one
+/// page. The session is ended when dropped, even after a failed test.
+pub struct Page {
+    pub client: Client,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Page {
+    pub async fn open(url: String) -> Page {
+        let driver = driver();
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut args: Vec<String> = FLAGS.iter().map(|s| s.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+        });
+        let caps = caps.as_object().cloned().expect("an object");
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&driver.url)
+            .await
+            .expect("a browser session");
+        let session = client
+            .session_id()
+            .await
+            .ok()
+            .flatten()
+            .expect("a session id");
+        client.goto(&url).await.expect("the page loads");
+        Page {
+            client,
+            session,
+            _profile: profile,
+        }
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`).
+    pub async fn eval(&self, script: &str, args: Vec<Value>) -> Value {
+        self.client
+            .execute(script, args)
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Polls `expr` (a JS expression) until it is truthy, at most
+    /// `timeout`; returns its value.
+    pub async fn wait_for(&self, what: &str, expr: &str, timeout: Duration) -> Value {
+        let script = format!("return ({expr});");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.eval(&script, vec![]).await;
+            let truthy =
+                !matches!(&v, Value::Null | Value::Bool(false)) && v != json!(0) && v != json!("");
+            if truthy {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let errors = self
+                    .eval(
+                        "return window.webxdc && window.webxdc.hostErrors || null",
+                        vec![],
+                    )
+                    .await;
+                panic!("timed out after {timeout:?} waiting for {what} ({expr}); host errors: {errors}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.expect("navigation");
+    }
+
+    pub async fn screenshot(&self) -> Vec<u8> {
+        self.client.screenshot().await.expect("a screenshot")
+    }
+}
+
+impl Drop for Page {
+    /// Ends the session with a plain blocking request: `Drop` cannot await,
+    /// and a Chromium left running would outlive the test.
+    fn drop(&mut self) {
+        let url = &driver().url["http://".len()..];
+        if let Ok(mut s) = TcpStream::connect(url) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let req = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: {url}\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            let _ = s.write_all(req.as_bytes());
+            let _ = s.read_to_end(&mut Vec::new());
+        }
+    }
+}
+
+/// A throwaway XMPP server with one room in which the users meet.
+pub struct Chat {
+    pub server: TestServer,
+    pub room: BareJid,
+    /// Accounts made so far: a user may log in again (a restarted host).
+    accounts: Mutex<std::collections::HashMap<String, (String, String)>>,
+}
+
+impl Chat {
+    pub async fn start(kind: ServerKind) -> Chat {
+        let server = tokio::task::spawn_blocking(move || {
+            let mut options = Options::new(kind);
+            options.muc_archive = true; // status updates live in the archive
+            TestServer::start(options)
+        })
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("cannot start {kind}: {e}"));
+        let room = BareJid::new(&format!("host-test@{}", server.muc_domain())).unwrap();
+        Chat {
+            server,
+            room,
+            accounts: Default::default(),
+        }
+    }
+
+    /// Logs `name` in (its account is created if needed) and enters the room.
+    pub async fn user(&self, name: &str) -> User {
+        let (jid, password) = {
+            let mut accounts = self.accounts.lock().unwrap();
+            accounts
+                .entry(name.to_owned())
+                .or_insert_with(|| self.server.account(name).expect("account"))
+                .clone()
+        };
+        let config = Config::new(BareJid::new(&jid).unwrap(), password)
+            .danger_plaintext_loopback_only(self.server.c2s_addr());
+        let client = XmppClient::connect(config).await.expect("login");
+        let chat = client.group(self.room.clone()).await.expect("room");
+        User {
+            transport: Arc::new(XmppTransport::new(client.clone(), chat)),
+            client,
+        }
+    }
+}
+
+/// One logged-in user and its transport in the room.
+pub struct User {
+    pub client: XmppClient,
+    pub transport: Arc<XmppTransport>,
+}
+
+impl User {
+    pub async fn serve(&self, app: &Arc<App>, instance: &str) -> Origin {
+        Origin::serve(app.clone(), self.transport.clone(), instance)
+            .await
+            .expect("serve")
+    }
+}
