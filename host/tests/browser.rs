@@ -82,7 +82,7 @@ async fn pause(page: &Page, ms: u64) {
 // ----- the conformance app -----------------------------------------------------
 
 async fn conformance(kind: ServerKind) {
-    let _serial = serial();
+    let _serial = serial().await;
     let chat = Chat::start(kind).await;
     let (alice, bob) = (chat.user("alice").await, chat.user("bob").await);
     let app = common::project_app("conformance");
@@ -159,7 +159,7 @@ async fn conformance_app_ejabberd() {
 // ----- isolation, 128001 bytes ------------------------------------------------
 
 async fn isolation(kind: ServerKind) {
-    let _serial = serial();
+    let _serial = serial().await;
     let chat = Chat::start(kind).await;
     let (alice, bob) = (chat.user("alice").await, chat.user("bob").await);
     let app = probe_app();
@@ -251,7 +251,7 @@ async fn isolation_oversize_exact_bytes_prosody() {
 // ----- status updates ------------------------------------------------------------
 
 async fn updates(kind: ServerKind) {
-    let _serial = serial();
+    let _serial = serial().await;
     let chat = Chat::start(kind).await;
     let (alice, bob) = (chat.user("alice").await, chat.user("bob").await);
     let app = probe_app();
@@ -348,7 +348,7 @@ async fn updates_serials_replay_late_page_restarted_host_ejabberd() {
 
 #[tokio::test]
 async fn a_page_cannot_reach_another_origin_or_files_outside_the_app() {
-    let _serial = serial();
+    let _serial = serial().await;
     let chat = Chat::start(ServerKind::Prosody).await;
     let (alice, bob) = (chat.user("alice").await, chat.user("bob").await);
     let app = probe_app();
@@ -409,7 +409,7 @@ async fn a_page_cannot_reach_another_origin_or_files_outside_the_app() {
 
 #[tokio::test]
 async fn screenshot_of_the_board_app() {
-    let _serial = serial();
+    let _serial = serial().await;
     let chat = Chat::start(ServerKind::Prosody).await;
     let (alice, bob) = (chat.user("alice").await, chat.user("bob").await);
     let app = common::project_app("board");
