@@ -105,7 +105,11 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // The library warns about each plaintext login; this command says
+        // it once, in its own words, when it is so.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,webxdc_realtime_xmpp::client=error")
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -188,6 +192,7 @@ async fn demo(path: PathBuf, instance: Option<String>) -> Result<(), String> {
     let app = load(&path)?;
     let instance = instance.unwrap_or_else(|| default_instance(&app));
     eprintln!("starting a throwaway Prosody on 127.0.0.1 (it stops when this command ends)…");
+    eprintln!("(the local server is unencrypted: fine on loopback, never over a network)");
     let server = tokio::task::spawn_blocking(|| {
         let mut options = xmpp_test_server::Options::prosody();
         options.muc_archive = true; // status updates are kept by the room's archive
@@ -264,6 +269,9 @@ async fn real(
         }
         (None, false) => Ok(None),
     };
+    if how.is_err() {
+        eprintln!("warning: --plaintext sends the password unencrypted (loopback only)");
+    }
     let (client, origin) = connect_and_serve(&app, &jid, &password, &room, how, &instance).await?;
     println!(
         "\"{}\" is running as instance {instance} in room {room}.",
@@ -314,9 +322,26 @@ async fn connect_and_serve(
     Ok((client, origin))
 }
 
+/// Until Ctrl-C or SIGTERM: both stop the command cleanly (the throwaway
+/// server and its files go too).
 async fn wait_for_ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        // No signal handling: serve until killed.
-        std::future::pending::<()>().await;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => {
+            if r.is_err() {
+                // No Ctrl-C handling here: wait for SIGTERM alone.
+                terminated.await;
+            }
+        }
+        _ = terminated => {}
     }
 }
