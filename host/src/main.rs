@@ -335,13 +335,14 @@ async fn wait_for_ctrl_c() {
             None => std::future::pending::<()>().await,
         }
     };
+    tokio::pin!(terminated);
     tokio::select! {
         r = tokio::signal::ctrl_c() => {
             if r.is_err() {
                 // No Ctrl-C handling here: wait for SIGTERM alone.
-                terminated.await;
+                (&mut terminated).await;
             }
         }
-        _ = terminated => {}
+        _ = &mut terminated => {}
     }
 }
