@@ -562,3 +562,144 @@ fn decode_rgba(bytes: &[u8]) -> (Vec<u8>, u32, u32) {
     };
     (rgba, info.width, info.height)
 }
+
+// ----- an app on the @webxdc/realtime helper ----------------------------------------
+
+/// The bytes of `pattern(seq, length)` in `apps/realtime-helper/helper.js`.
+fn helper_pattern(seq: u32, length: u32) -> Vec<u8> {
+    (0..length)
+        .map(|i| {
+            (i.wrapping_add(seq.wrapping_mul(7919))
+                .wrapping_mul(2654435761)
+                >> 24) as u8
+        })
+        .collect()
+}
+
+/// 32-bit FNV-1a, as `fnv1a` in `helper.js`.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c9dc5, |h: u32, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// Sends `length` bytes from `from` through the helper and checks how they
+/// left: as several channel messages, none over the host's 128000 bytes.
+async fn helper_send(from: &Page, seq: u32, length: u32, messages: usize) {
+    let sent = from
+        .eval(
+            "helper.send(arguments[0], arguments[1]); return helper.sent[helper.sent.length - 1];",
+            vec![json!(seq), json!(length)],
+        )
+        .await;
+    let want = fnv1a(&helper_pattern(seq, length));
+    assert_eq!(
+        sent["fnv"],
+        json!(want),
+        "the page makes the pattern the test expects: {sent}"
+    );
+    let sizes: Vec<u64> = sent["messages"]
+        .as_array()
+        .expect("message sizes")
+        .iter()
+        .map(|v| v.as_u64().expect("a size"))
+        .collect();
+    assert_eq!(sizes.len(), messages, "chunks of {length} bytes: {sizes:?}");
+    assert!(
+        sizes.iter().all(|&s| s <= 128000),
+        "every chunk fits one realtime message: {sizes:?}"
+    );
+}
+
+async fn realtime_helper(kind: ServerKind) {
+    // Before the lock: a machine without npm fails here at once.
+    let app = common::npm::realtime_helper_app();
+    let _serial = serial().await;
+    let started = Instant::now();
+    let chat = Chat::start(kind).await;
+    let (alice, bob) = (chat.user("alice").await, chat.user("bob").await);
+    let instance = "realtime-helper-1";
+    let (oa, ob) = (
+        alice.serve(&app, instance).await,
+        bob.serve(&app, instance).await,
+    );
+    let (pa, pb) = tokio::join!(Page::open(oa.url()), Page::open(ob.url()));
+
+    // Presence: each helper lists the other device, with the address it
+    // advertises in its heartbeat's state, and nobody else (not itself).
+    let addr_a = webxdc_host::Transport::self_addr(&*alice.transport);
+    let addr_b = webxdc_host::Transport::self_addr(&*bob.transport);
+    let mut devices = Vec::new();
+    for (page, other) in [(&pa, &addr_b), (&pb, &addr_a)] {
+        let other = serde_json::to_string(other).unwrap();
+        page.wait_for(
+            &format!("{other} online in the helper"),
+            &format!("window.helper && helper.peers.some((p) => p.addr === {other})"),
+            WAIT,
+        )
+        .await;
+        devices.push(page.eval("return helper.deviceId", vec![]).await);
+    }
+    let (dev_a, dev_b) = (&devices[0], &devices[1]);
+    assert_ne!(dev_a, dev_b, "two devices");
+    for (page, other, addr) in [(&pa, dev_b, &addr_b), (&pb, dev_a, &addr_a)] {
+        let peers = page
+            .eval("return helper.peers.map((p) => [p.id, p.addr])", vec![])
+            .await;
+        assert_eq!(peers, json!([[other, addr]]));
+    }
+
+    // Both sides see each other, so both have joined: one send is enough
+    // (the channel keeps nothing for late joiners). 300000 bytes go as
+    // 126000 + 126000 + 48000 (plus headers).
+    helper_send(&pa, 1, 300_000, 3).await;
+    pb.wait_for(
+        "alice's 300000 bytes at bob",
+        "helper.received.length >= 1",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        pb.eval("return helper.received", vec![]).await,
+        json!([{"from": dev_a, "seq": 1, "length": 300_000,
+                "fnv": fnv1a(&helper_pattern(1, 300_000))}]),
+        "bob got the payload whole and exact, once"
+    );
+
+    // And back: 128001 bytes, one more than a raw message may carry, go
+    // as two chunks. Alice then has bob's only (no echo of her own).
+    helper_send(&pb, 2, 128_001, 2).await;
+    pa.wait_for(
+        "bob's 128001 bytes at alice",
+        "helper.received.length >= 1",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        pa.eval("return helper.received", vec![]).await,
+        json!([{"from": dev_b, "seq": 2, "length": 128_001,
+                "fnv": fnv1a(&helper_pattern(2, 128_001))}]),
+        "alice got bob's payload whole and exact, and nothing of her own"
+    );
+    for page in [&pa, &pb] {
+        assert_eq!(
+            page.eval("return helper.error", vec![]).await,
+            json!(null),
+            "no error in the page"
+        );
+    }
+    println!(
+        "realtime_helper backend=host-xmpp-{kind}: presence both ways, 300000 and 128001 bytes chunked ({} ms)",
+        started.elapsed().as_millis()
+    );
+}
+
+#[tokio::test]
+async fn realtime_helper_presence_and_chunks_prosody() {
+    realtime_helper(ServerKind::Prosody).await;
+}
+
+#[tokio::test]
+async fn realtime_helper_presence_and_chunks_ejabberd() {
+    realtime_helper(ServerKind::Ejabberd).await;
+}

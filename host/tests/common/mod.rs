@@ -3,6 +3,7 @@
 //! and polling waits with a bounded timeout.
 #![allow(dead_code)]
 
+pub mod npm;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
