@@ -161,6 +161,7 @@ impl Actor {
                         self.connection_event(ConnectionEvent::Disconnected);
                     }
                     Some(Event::Stream(StreamEvent::Resumed)) => {
+                        self.shared.session_up.store(true, Ordering::Release);
                         let resumed = {
                             let mut engine = self.shared.engine();
                             let own = engine.own_jid().cloned();
@@ -191,6 +192,7 @@ impl Actor {
     /// A new session is bound to `own` (the first, or after a reconnection
     /// that could not resume): announce ourselves and re-enter the rooms.
     pub(crate) fn start_session(&mut self, own: FullJid) {
+        self.shared.session_up.store(true, Ordering::Release);
         let first = !self.shared.engine().was_ever_online();
         // Initial presence first: without it the server does not route
         // 1:1 messages sent to our bare JID to this session.

@@ -240,6 +240,9 @@ pub(crate) struct Shared {
     engine: Mutex<Engine>,
     nick: String,
     closed: Arc<AtomicBool>,
+    /// A session is bound or resumed on the stream's current connection
+    /// (read by the reconnector, see `reconnect.rs`).
+    session_up: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -339,6 +342,7 @@ impl Client {
         })?;
 
         let closed = Arc::new(AtomicBool::new(false));
+        let session_up = Arc::new(AtomicBool::new(false));
         let (report_tx, report_rx) = mpsc::channel(16);
         let reconnector = Reconnector {
             connector,
@@ -349,6 +353,8 @@ impl Client {
             first: Arc::new(Mutex::new(Some(first))),
             reports: report_tx,
             shutdown: closed.clone(),
+            session_up: session_up.clone(),
+            broken_in_a_row: Default::default(),
         };
         let mut stream = StanzaStream::new(reconnector.into_callback(), QUEUE_DEPTH);
         let own = match tokio::time::timeout_at(deadline, bind(&mut stream)).await {
@@ -369,6 +375,7 @@ impl Client {
             engine: Mutex::new(Engine::new(config.engine.clone())),
             nick,
             closed,
+            session_up,
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(QUEUE_DEPTH);
         let (shutdown_tx, shutdown_rx) = mpsc::channel(4);

@@ -8,7 +8,7 @@
 //! tokio-xmpp's stanza stream asks for a new connection through a callback;
 //! [`Reconnector::into_callback`] is ours.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,6 +81,20 @@ pub(crate) async fn first_login<C: ServerConnector>(
 }
 
 /// Everything a reconnection needs.
+///
+/// The stanza stream resumes the lost session (stream management) with
+/// every new connection until one resumption succeeds or is refused in a
+/// way it understands. A refusal it cannot parse (ejabberd's
+/// `<failed xmlns='urn:xmpp:sm:3'/>` without `h` after a restart, which
+/// XEP-0198 allows and xmpp-parsers 0.23 rejects) breaks the connection
+/// instead, and the stream tries the same resumption again, for ever. So
+/// when a connection we handed over broke before any session was bound or
+/// resumed on it ([`Reconnector::session_up`] still false), the next one is
+/// handed over without the stream management feature: the stream drops
+/// the old session and binds a new one (rooms are then entered again, as
+/// after any reconnection that could not resume). Connections that keep
+/// breaking before a session are handed over after a growing delay (the
+/// same [`Backoff`]), so that no server is hammered by a tight loop.
 pub(crate) struct Reconnector<C> {
     pub connector: C,
     pub identity: Jid,
@@ -91,6 +105,11 @@ pub(crate) struct Reconnector<C> {
     pub first: Arc<Mutex<Option<Connection>>>,
     pub reports: mpsc::Sender<AttemptFailed>,
     pub shutdown: Arc<AtomicBool>,
+    /// Set by the client's task when a session is bound or resumed on the
+    /// connection handed over last; cleared at each hand-over.
+    pub session_up: Arc<AtomicBool>,
+    /// Connections handed over in a row that broke before a session.
+    pub broken_in_a_row: AtomicU32,
 }
 
 impl<C: ServerConnector + Sync> Reconnector<C> {
@@ -107,13 +126,30 @@ impl<C: ServerConnector + Sync> Reconnector<C> {
                 let _ = slot.send(conn);
                 return;
             }
+            // Whether the last connection got as far as a session; the
+            // answer is for this hand-over alone.
+            let broken = if this.session_up.swap(false, Ordering::AcqRel) {
+                this.broken_in_a_row.store(0, Ordering::Release);
+                0
+            } else {
+                this.broken_in_a_row.fetch_add(1, Ordering::AcqRel) + 1
+            };
             let this = this.clone();
-            tokio::spawn(async move { this.retry(slot).await });
+            tokio::spawn(async move { this.retry(slot, broken).await });
         })
     }
 
-    async fn retry(&self, slot: oneshot::Sender<Connection>) {
+    /// Logs in until it works and hands the connection to the stream.
+    /// After `broken` connections in a row that broke before a session, it
+    /// first waits, and hands the next one over without stream management
+    /// (see the type's docs).
+    async fn retry(&self, slot: oneshot::Sender<Connection>, broken: u32) {
         let mut backoff = Backoff::new();
+        if broken > 1 {
+            let mut wait = Backoff::new();
+            let delay = (1..broken).map(|_| wait.next_delay()).last();
+            tokio::time::sleep(delay.unwrap_or_default()).await;
+        }
         let mut attempt = 0u32;
         loop {
             if self.shutdown.load(Ordering::Acquire) {
@@ -135,7 +171,13 @@ impl<C: ServerConnector + Sync> Reconnector<C> {
             )
             .await
             {
-                Ok(conn) => {
+                Ok(mut conn) => {
+                    if broken > 0 {
+                        tracing::debug!(
+                            "the last connection broke before a session: binding a new one"
+                        );
+                        conn.features.stream_management = None;
+                    }
                     let _ = slot.send(conn);
                     return;
                 }
