@@ -42,7 +42,7 @@ fn is_executable(path: &Path) -> bool {
 /// `service` names the system service the package ships, if any: it is
 /// kept from starting (it would occupy the standard ports) and stopped if
 /// it started anyway.
-pub(crate) fn ensure_package(
+pub fn ensure_package(
     package: &str,
     service: Option<&str>,
     present: impl Fn() -> bool,

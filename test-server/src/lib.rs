@@ -75,6 +75,7 @@ mod server;
 mod tls;
 mod util;
 
+pub use install::ensure_package;
 pub use options::{Options, ServerKind};
 pub use server::TestServer;
 

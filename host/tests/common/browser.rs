@@ -58,11 +58,15 @@ fn free_port() -> u16 {
 fn driver() -> &'static Driver {
     static DRIVER: OnceLock<Driver> = OnceLock::new();
     DRIVER.get_or_init(|| {
-        assert!(
-            std::path::Path::new(CHROMEDRIVER).exists() && std::path::Path::new(CHROMIUM).exists(),
-            "the browser tests need Debian's chromium and chromium-driver \
-             (apt-get install chromium chromium-driver; .ci/run installs them)"
-        );
+        // Installed like the XMPP servers: with apt-get, once, when missing.
+        for (package, path) in [("chromium", CHROMIUM), ("chromium-driver", CHROMEDRIVER)] {
+            xmpp_test_server::ensure_package(package, None, || {
+                std::path::Path::new(path).exists()
+            })
+            .unwrap_or_else(|e| {
+                panic!("the browser tests need Debian's {package} ({path}), and installing it failed: {e}")
+            });
+        }
         let port = free_port();
         let mut child = Command::new("sh")
             .arg("-c")
