@@ -1,0 +1,239 @@
+//! Headless Chromium for tests and benchmarks, driven over WebDriver
+//! (fantoccini and Debian's chromedriver, whose version matches the
+//! browser's exactly).
+//!
+//! One chromedriver per process (started on a free loopback port on first
+//! use, ended when the process exits), one browser session per [`Page`],
+//! each with a profile of its own, ended when the page is dropped. Every
+//! browser runs headless with no network but loopback. Chromium and
+//! chromedriver are installed with `apt-get` when missing, as the test
+//! servers are.
+//!
+//! Failures panic with a message that says what is missing: this crate is
+//! for tests and benchmarks, where a panic is the report.
+#![deny(missing_docs)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder};
+use serde_json::{json, Value};
+
+/// Debian's chromedriver.
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// Debian's Chromium.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The flags every browser gets: headless, no network but loopback, no
+/// background traffic, no throttling of pages that are not in front.
+const FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+    "--window-size=900,760",
+];
+
+/// The chromedriver of this test binary.
+struct Driver {
+    url: String,
+    /// The lifeline: when this process exits the pipe closes and the shell
+    /// around chromedriver kills it (a `static` is never dropped).
+    _stdin: ChildStdin,
+    _child: Child,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn driver() -> &'static Driver {
+    static DRIVER: OnceLock<Driver> = OnceLock::new();
+    DRIVER.get_or_init(|| {
+        // Installed like the XMPP servers: with apt-get, once, when missing.
+        for (package, path) in [("chromium", CHROMIUM), ("chromium-driver", CHROMEDRIVER)] {
+            xmpp_test_server::ensure_package(package, None, || {
+                std::path::Path::new(path).exists()
+            })
+            .unwrap_or_else(|e| {
+                panic!("the browser tests need Debian's {package} ({path}), and installing it failed: {e}")
+            });
+        }
+        let port = free_port();
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(
+                r#""$0" --port="$1" >/dev/null 2>&1 & pid=$!
+                   cat >/dev/null
+                   kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null"#,
+            )
+            .arg(CHROMEDRIVER)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start chromedriver");
+        let stdin = child.stdin.take().expect("stdin");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver {
+            url: format!("http://{addr}"),
+            _stdin: stdin,
+            _child: child,
+        }
+    })
+}
+
+/// Browser tests of one binary run one after another: two cores do not
+/// run many Chromiums and XMPP servers at once in good time.
+/// (An async lock: each test has its own runtime, and the lock is held
+/// across awaits.)
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// One browser session (its own Chromium, its own profile) showing one
+/// page. The session is ended when dropped, even after a failed test.
+pub struct Page {
+    /// The WebDriver session, for what the methods here do not cover.
+    pub client: Client,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Page {
+    /// Starts a browser with a fresh profile and loads `url`.
+    pub async fn open(url: String) -> Page {
+        let driver = driver();
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut args: Vec<String> = FLAGS.iter().map(|s| s.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+        });
+        let caps = caps.as_object().cloned().expect("an object");
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&driver.url)
+            .await
+            .expect("a browser session");
+        let session = client
+            .session_id()
+            .await
+            .ok()
+            .flatten()
+            .expect("a session id");
+        client.goto(&url).await.expect("the page loads");
+        Page {
+            client,
+            session,
+            _profile: profile,
+        }
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`).
+    pub async fn eval(&self, script: &str, args: Vec<Value>) -> Value {
+        self.client
+            .execute(script, args)
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Polls `expr` (a JS expression) until it is truthy, at most
+    /// `timeout`; returns its value.
+    pub async fn wait_for(&self, what: &str, expr: &str, timeout: Duration) -> Value {
+        let script = format!("return ({expr});");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.eval(&script, vec![]).await;
+            let truthy =
+                !matches!(&v, Value::Null | Value::Bool(false)) && v != json!(0) && v != json!("");
+            if truthy {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let errors = self
+                    .eval(
+                        "return window.webxdc && window.webxdc.hostErrors || null",
+                        vec![],
+                    )
+                    .await;
+                panic!("timed out after {timeout:?} waiting for {what} ({expr}); host errors: {errors}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Loads `url` in this page.
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.expect("navigation");
+    }
+
+    /// A PNG of the page as shown.
+    pub async fn screenshot(&self) -> Vec<u8> {
+        self.client.screenshot().await.expect("a screenshot")
+    }
+}
+
+impl Drop for Page {
+    /// Ends the session with a plain blocking request: `Drop` cannot await,
+    /// and a Chromium left running would outlive the test.
+    fn drop(&mut self) {
+        let url = &driver().url["http://".len()..];
+        if let Ok(mut s) = TcpStream::connect(url) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let req = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: {url}\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            let _ = s.write_all(req.as_bytes());
+            // chromedriver keeps the connection open: read the head and
+            // the body it announces, not to the end.
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if got.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
