@@ -15,7 +15,11 @@
 //! * text `{"op":"update","id":k,"serial":s,"max_serial":m,"update":{…}}`,
 //!   then `{"op":"replayed","id":k}` once every update past `n` was given;
 //! * text `{"op":"error","about":…,"message":…}`, `{"op":"lagged",…}`,
-//!   `{"op":"notice",…}`.
+//!   `{"op":"notice",…}`;
+//! * text `{"op":"left","reason":…}`: the page's channel is gone without
+//!   the page leaving it (the join was refused, or the transport ended the
+//!   channel): the page's channel object is left from then on, and a new
+//!   join may follow.
 //!
 //! The bridge checks the contract again (payload size, double join, send
 //! after leave) with the library's words: `webxdc.js` checks first so the
@@ -239,7 +243,10 @@ async fn handle_page(
                             *channel = Some(ch);
                             true
                         }
-                        Err(e) => report(socket, "join", &e.to_string()).await,
+                        Err(e) => {
+                            let why = e.to_string();
+                            report(socket, "join", &why).await && gone(socket, &why).await
+                        }
                     }
                 }
                 PageMessage::Leave => {
@@ -300,7 +307,8 @@ async fn forward_realtime(
             // The transport ended the channel (the room was left, the
             // client shut down): the page's sends now get "left".
             *channel = None;
-            return report(socket, "realtime", "the realtime channel ended").await;
+            let why = "the realtime channel ended";
+            return report(socket, "realtime", why).await && gone(socket, why).await;
         }
     };
     sent.is_ok()
@@ -316,6 +324,12 @@ async fn send_text(socket: &mut WebSocket, text: String) -> Result<(), ()> {
 /// Tells the page about an error; `false` if the page is gone.
 async fn report(socket: &mut WebSocket, about: &str, message: &str) -> bool {
     let text = serde_json::json!({"op": "error", "about": about, "message": message}).to_string();
+    send_text(socket, text).await.is_ok()
+}
+
+/// Tells the page that its channel is gone; `false` if the page is gone.
+async fn gone(socket: &mut WebSocket, reason: &str) -> bool {
+    let text = serde_json::json!({"op": "left", "reason": reason}).to_string();
     send_text(socket, text).await.is_ok()
 }
 

@@ -15,8 +15,9 @@
   const MAX_UPDATE = 128000;
   const TAG_REALTIME = 1;
   // Payloads that arrive before the app sets a listener, at most this many
-  // (oldest dropped): bounded, like the library's own queue.
+  // (oldest dropped, and said so): bounded, like the library's own queue.
   const MAX_EARLY = 1024;
+  const MAX_HOST_ERRORS = 100;
 
   // --- the socket -------------------------------------------------------
   const url = `ws://${location.host}/webxdc-bridge?secret=${encodeURIComponent(HOST.secret)}`;
@@ -33,7 +34,7 @@
     closed = true;
     const why = ev.reason || `code ${ev.code}`;
     console.warn(`webxdc: connection to the host closed (${why})`);
-    hostErrors.push({ about: "bridge", message: `closed: ${why}` });
+    noteError("bridge", `closed: ${why}`);
   });
   function post(frame) {
     if (closed) throw new Error("webxdc: the connection to the host is closed");
@@ -47,11 +48,22 @@
   // Errors the host reported (also logged), readable by tests and apps
   // that want them: window.webxdc.hostErrors is not part of the webxdc API.
   const hostErrors = [];
+  function noteError(about, message) {
+    hostErrors.push({ about, message });
+    if (hostErrors.length > MAX_HOST_ERRORS) hostErrors.shift();
+  }
 
   // --- realtime ---------------------------------------------------------
   let channel = null; // the joined channel, until it is left
   let listener = null;
   const early = [];
+  let earlyDropped = 0; // since the last report
+
+  function lagged(count, why) {
+    const message = `${count} realtime payloads were dropped (${why})`;
+    console.warn(`webxdc: ${message}`);
+    noteError("realtime", message);
+  }
 
   function deliver(bytes) {
     if (!channel) return; // left: delivery stops at once
@@ -62,27 +74,49 @@
         console.error("webxdc: realtime listener threw", e);
       }
     } else {
-      if (early.length >= MAX_EARLY) early.shift();
+      if (early.length >= MAX_EARLY) {
+        early.shift();
+        earlyDropped += 1;
+      }
       early.push(bytes);
     }
   }
 
+  function forgetChannel() {
+    channel = null;
+    listener = null;
+    early.length = 0;
+    earlyDropped = 0;
+  }
+
   class RealtimeChannel {
     setListener(cb) {
-      if (typeof cb !== "function") throw new TypeError("setListener needs a function");
-      listener = cb;
+      if (cb !== null && cb !== undefined && typeof cb !== "function") {
+        throw new TypeError("setListener needs a function");
+      }
+      // A channel that was left has no listener to replace: the current
+      // channel's (a later join's) is not this one's to change.
+      if (channel !== this) return;
+      listener = cb || null;
+      if (!listener) return;
+      if (earlyDropped > 0) {
+        lagged(earlyDropped, `more than ${MAX_EARLY} arrived before a listener was set`);
+        earlyDropped = 0;
+      }
       for (const bytes of early.splice(0)) deliver(bytes);
     }
     send(data) {
       if (!(data instanceof Uint8Array)) {
         throw new TypeError("realtime data must be a Uint8Array");
       }
-      if (channel !== this) throw new Error("the channel was left");
+      // Size first, then "left": the order of the library's and the
+      // bridge's checks, so that a page gets the same words.
       if (data.byteLength > MAX_PAYLOAD) {
         throw new Error(
           `payload of ${data.byteLength} bytes exceeds the limit of ${MAX_PAYLOAD} bytes`,
         );
       }
+      if (channel !== this) throw new Error("the channel was left");
       const frame = new Uint8Array(data.byteLength + 1);
       frame[0] = TAG_REALTIME;
       frame.set(data, 1);
@@ -90,9 +124,7 @@
     }
     leave() {
       if (channel !== this) return; // idempotent
-      channel = null;
-      listener = null;
-      early.length = 0;
+      forgetChannel();
       postJson({ op: "leave" });
     }
   }
@@ -136,11 +168,15 @@
         break;
       case "error":
         console.error(`webxdc: ${msg.about}: ${msg.message}`);
-        hostErrors.push({ about: msg.about, message: msg.message });
-        if (hostErrors.length > 100) hostErrors.shift();
+        noteError(msg.about, msg.message);
+        break;
+      case "left":
+        // The join was refused or the chat ended the channel: the page's
+        // channel is left too, so its sends throw and a new join works.
+        if (channel) forgetChannel();
         break;
       case "lagged":
-        console.warn(`webxdc: ${msg.dropped} realtime payloads were dropped (reader too slow)`);
+        lagged(msg.dropped, "the page read too slowly");
         break;
       case "notice":
         console.info(`webxdc: ${msg.message}`);
@@ -178,10 +214,21 @@
     setUpdateListener(cb, serial = 0) {
       updateListener = typeof cb === "function" ? cb : null;
       listenId += 1;
-      const done = new Promise((resolve) => {
+      // A listener set again before its replay ended: the earlier promise
+      // resolves now, it would otherwise never resolve.
+      if (replayDone) replayDone();
+      replayDone = null;
+      const done = new Promise((resolve, reject) => {
         replayDone = resolve;
+        // Serials are whole numbers from 0; anything else counts from 0.
+        const from = Math.max(0, Math.floor(Number(serial))) || 0;
+        try {
+          postJson({ op: "listen", id: listenId, serial: from });
+        } catch (e) {
+          replayDone = null;
+          reject(e); // the connection to the host is closed: never hang
+        }
       });
-      postJson({ op: "listen", id: listenId, serial: Number(serial) || 0 });
       return done;
     },
 
@@ -195,8 +242,8 @@
           "already joined this app instance in this chat; leave the other channel first",
         );
       }
+      postJson({ op: "join" }); // throws, joining nothing, if the host is gone
       channel = new RealtimeChannel();
-      postJson({ op: "join" });
       return channel;
     },
 
