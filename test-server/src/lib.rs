@@ -83,3 +83,5 @@ pub use server::TestServer;
 const DOMAIN: &str = "localhost";
 /// The MUC service domain of every test server.
 const MUC_DOMAIN: &str = "conference.localhost";
+/// The XEP-0363 upload component, with [`Options::http_upload`].
+const UPLOAD_DOMAIN: &str = "upload.localhost";

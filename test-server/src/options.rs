@@ -59,16 +59,25 @@ pub struct Options {
     /// STARTTLS on c2s. When `false` the server offers no TLS and allows
     /// plaintext authentication (including SASL PLAIN).
     pub tls: bool,
+    /// Offer XEP-0363 HTTP file upload on a free `127.0.0.1` HTTP port
+    /// (plain HTTP; see [`TestServer::http_upload`](crate::TestServer::http_upload)).
+    ///
+    /// Prosody only: `mod_http_file_share` as the component
+    /// `upload.localhost` (10 MiB per file), its slot URLs pointing at
+    /// `http://127.0.0.1:PORT/`. ejabberd refuses this option
+    /// ([`std::io::ErrorKind::Unsupported`]).
+    pub http_upload: bool,
 }
 
 impl Options {
-    /// Defaults for `kind`: no MUC archive, no rate limit, no TLS.
+    /// Defaults for `kind`: no MUC archive, no rate limit, no TLS, no upload.
     pub fn new(kind: ServerKind) -> Self {
         Options {
             kind,
             muc_archive: false,
             c2s_rate_limit: None,
             tls: false,
+            http_upload: false,
         }
     }
 

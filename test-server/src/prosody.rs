@@ -10,7 +10,7 @@ use crate::files::{create_dir, write_file};
 use crate::install::{ensure_package, find_program};
 use crate::server::{Layout, ServerConfig};
 use crate::util::{annotate, unique_id};
-use crate::{DOMAIN, MUC_DOMAIN};
+use crate::{DOMAIN, MUC_DOMAIN, UPLOAD_DOMAIN};
 
 /// Installs Prosody if `prosody` is missing.
 pub(crate) fn ensure_installed() -> io::Result<()> {
@@ -180,7 +180,8 @@ plugin_paths = {{ {plugins} }}
 certificates = {certs_dir}
 log = {{ {level} = {log} }}
 
--- Loopback only, c2s only: no s2s, components, HTTP or direct TLS.
+-- Loopback only: no s2s, component ports or direct TLS; HTTP only for the
+-- upload service when asked for.
 interfaces = {{ "127.0.0.1" }}
 local_interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {port} }}
@@ -188,7 +189,8 @@ c2s_direct_tls_ports = {{ }}
 legacy_ssl_ports = {{ }}
 s2s_ports = {{ }}
 component_ports = {{ }}
-http_ports = {{ }}
+http_ports = {{ {http_ports} }}
+http_interfaces = {{ "127.0.0.1" }}
 https_ports = {{ }}
 
 -- Realtime traffic is many small stanzas: with Nagle's algorithm on (the
@@ -211,7 +213,12 @@ allow_unencrypted_plain_auth = {plain}
         certs_dir = lua_path(certs_dir),
         log = lua_path(&layout.server_log),
         plain = !tls,
+        http_ports = cfg.http_port.map(|p| p.to_string()).unwrap_or_default(),
     );
+    if cfg.http_port.is_some() {
+        // Requests to 127.0.0.1:PORT carry no upload host name.
+        let _ = writeln!(c, "http_default_host = {}", lua_string(UPLOAD_DOMAIN));
+    }
     if let Some(certs) = cfg.certs {
         let _ = writeln!(
             c,
@@ -247,6 +254,20 @@ Component {muc} "muc"
             "\tmodules_enabled = { \"muc_mam\" }\n\
              \tmuc_log_by_default = true\n\
              \tmuc_log_all_rooms = true\n",
+        );
+    }
+    if let Some(http) = cfg.http_port {
+        // Slot URLs must name the loopback port, whatever Host header a
+        // client sends; any Host is served by the upload component.
+        let _ = write!(
+            c,
+            r#"
+Component {upload} "http_file_share"
+	http_file_share_size_limit = 10 * 1024 * 1024
+	http_external_url = "http://127.0.0.1:{http}/"
+	http_host = "127.0.0.1"
+"#,
+            upload = lua_string(UPLOAD_DOMAIN),
         );
     }
     c

@@ -12,7 +12,7 @@ use crate::files::tail_lines;
 use crate::process::{NotReady, Process, StdoutReader};
 use crate::rate::RateLimit;
 use crate::util::annotate;
-use crate::{ejabberd, net, prosody, tls, Options, ServerKind, DOMAIN, MUC_DOMAIN};
+use crate::{ejabberd, net, prosody, tls, Options, ServerKind, DOMAIN, MUC_DOMAIN, UPLOAD_DOMAIN};
 
 /// How many fresh ports [`TestServer::start`] tries when the chosen port
 /// turns out to be taken by someone else between picking and binding it.
@@ -46,6 +46,8 @@ pub struct TestServer {
     /// The server process of the current run.
     process: Process,
     port: net::PortLease,
+    /// The HTTP port of the upload service, with [`Options::http_upload`].
+    http_port: Option<net::PortLease>,
     ca_file: Option<PathBuf>,
     layout: Layout,
     dir: tempfile::TempDir,
@@ -93,6 +95,20 @@ impl TestServer {
             .tempdir()
             .map_err(|e| annotate(e, "cannot create the temporary directory"))?;
         let root = dir.path().to_path_buf();
+        if opts.http_upload && opts.kind != ServerKind::Prosody {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "HTTP upload is offered with Prosody only, not {}",
+                    opts.kind
+                ),
+            ));
+        }
+        let http_port = if opts.http_upload {
+            Some(net::PortLease::new()?)
+        } else {
+            None
+        };
         let certs = if opts.tls {
             Some(tls::generate(&root.join("tls"))?)
         } else {
@@ -104,6 +120,7 @@ impl TestServer {
             rate,
             certs: certs.as_ref(),
             debug,
+            http_port: http_port.as_ref().map(net::PortLease::port),
         };
         let (backend, layout) = match opts.kind {
             ServerKind::Prosody => {
@@ -120,6 +137,7 @@ impl TestServer {
             backend,
             process: Process::new(),
             port,
+            http_port,
             ca_file: certs.map(|c| c.ca),
             layout,
             dir,
@@ -142,6 +160,18 @@ impl TestServer {
     /// port stays the same across [`TestServer::restart`].
     pub fn c2s_addr(&self) -> SocketAddr {
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port.port()))
+    }
+
+    /// The XEP-0363 upload service and the address of its HTTP server,
+    /// when [`Options::http_upload`] is set: `("upload.localhost",
+    /// 127.0.0.1:PORT)`. Slots it hands out are `http://127.0.0.1:PORT/…`.
+    pub fn http_upload(&self) -> Option<(&str, SocketAddr)> {
+        self.http_port.as_ref().map(|p| {
+            (
+                UPLOAD_DOMAIN,
+                SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, p.port())),
+            )
+        })
     }
 
     /// The PEM file of the throwaway CA that signed the server certificate
@@ -295,6 +325,8 @@ pub(crate) struct ServerConfig<'a> {
     pub(crate) rate: Option<&'a RateLimit>,
     pub(crate) certs: Option<&'a tls::Certs>,
     pub(crate) debug: bool,
+    /// The HTTP port of the upload service, if one is offered.
+    pub(crate) http_port: Option<u16>,
 }
 
 #[cfg(test)]
