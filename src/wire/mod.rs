@@ -18,6 +18,7 @@
 pub mod frame;
 pub mod mam;
 pub mod muc;
+pub mod share;
 pub mod update;
 
 use minidom::Element;
