@@ -8,6 +8,8 @@
 //! * [`update`]: a webxdc status update (XEP-0491) ⇄ a stored `<message/>`.
 //! * [`muc`]: the room side: join and leave presences, and what a room's
 //!   presence about us means (joined, refused, removed).
+//! * [`share`]: the message that shares an app (Cheogram's file message).
+//! * [`upload`]: HTTP file upload (XEP-0363) slots and service discovery.
 //! * [`mam`]: reading a room's archive (XEP-0313), where past status
 //!   updates are found.
 //! * [`ErrorCondition`]: a stanza error's condition, typed.
@@ -20,6 +22,7 @@ pub mod mam;
 pub mod muc;
 pub mod share;
 pub mod update;
+pub mod upload;
 
 use minidom::Element;
 
