@@ -6,7 +6,9 @@
 //! security policy for webxdc, `X-Content-Type-Options: nosniff` and
 //! `Cross-Origin-Resource-Policy: same-origin`. The last one keeps pages of
 //! other origins from loading this origin's `/webxdc.js` (which holds the
-//! bridge secret) as a script. Only the app's files (from memory: see
+//! bridge secret) as a script. A request must name this origin in `Host`
+//! (else `421`), which keeps a DNS-rebinding page, whose requests carry its
+//! own name, from reading the app or the secret. Only the app's files (from memory: see
 //! [`crate::loader`]) and `/webxdc.js` are served, plus the bridge's
 //! WebSocket at `/webxdc-bridge`.
 
@@ -123,6 +125,11 @@ impl Origin {
             .route(BRIDGE_PATH, get(bridge_upgrade))
             .fallback(serve_file)
             .with_state(state.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                this_host_only,
+            ))
+            // Outermost: the refusals above get the headers too.
             .layer(axum::middleware::map_response(security_headers));
         let mut stopped = stopping;
         let server = tokio::spawn(async move {
@@ -217,6 +224,31 @@ async fn security_headers(mut response: Response) -> Response {
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Only requests that name this origin in `Host`. A page of another site
+/// whose name a DNS rebinding points at 127.0.0.1 reaches this port with
+/// its own name there, and must not read the app's files or `/webxdc.js`
+/// (with the bridge secret in it).
+async fn this_host_only(
+    State(state): State<Arc<OriginState>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let this = state.origin.strip_prefix("http://").unwrap_or_default();
+    let named = request
+        .headers()
+        .get(header::HOST)
+        .is_some_and(|h| h.as_bytes() == this.as_bytes());
+    if !named {
+        tracing::warn!("request for another host refused");
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            "this server serves only its own origin",
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// The bridge: only for the page this origin served (its secret in the

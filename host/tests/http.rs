@@ -188,3 +188,32 @@ async fn only_the_served_page_may_open_the_bridge() {
         assert_security_headers(&r, "403 origin");
     }
 }
+
+/// A DNS-rebinding page reaches the port with its own name in `Host`: it
+/// gets neither the app nor `/webxdc.js` (which holds the bridge secret),
+/// nor the bridge.
+#[tokio::test]
+async fn requests_for_another_host_are_refused() {
+    let o = origin().await;
+    let port = o.addr().port();
+    let hosts = [
+        format!("rebound.example:{port}"),
+        format!("localhost:{port}"),
+        "127.0.0.1".to_owned(),
+        format!("127.0.0.1:{}", port ^ 1),
+    ];
+    for path in ["/", "/webxdc.js", "/index.html", BRIDGE_PATH] {
+        for host in &hosts {
+            let r = raw_request(o.addr(), &format!("GET {path} HTTP/1.1\r\nHost: {host}")).await;
+            assert_eq!(r.status, 421, "{path} for {host}");
+            assert_security_headers(&r, path);
+            assert!(
+                !String::from_utf8_lossy(&r.body).contains(o.secret()),
+                "{path}: the secret is not given away"
+            );
+        }
+    }
+    // The origin's own name still works.
+    let r = get(o.addr(), "/webxdc.js").await;
+    assert_eq!(r.status, 200);
+}

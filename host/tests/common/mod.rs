@@ -27,7 +27,13 @@ pub struct RawResponse {
 /// response (`Connection: close` is added).
 pub async fn raw_request(addr: SocketAddr, head: &str) -> RawResponse {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let request = format!("{head}\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    // The test's own Host, if it names one; else this origin's.
+    let host = if head.to_ascii_lowercase().contains("\r\nhost:") {
+        String::new()
+    } else {
+        format!("\r\nHost: {addr}")
+    };
+    let request = format!("{head}{host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut raw = Vec::new();
     // A WebSocket upgrade keeps the socket open: stop after the head then.
