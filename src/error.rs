@@ -153,3 +153,28 @@ pub enum UpdateError {
     #[error("the client is shut down")]
     Closed,
 }
+
+/// Why an upload exchange (service discovery, slot request) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UploadError {
+    /// There is no connection to the server right now (or it dropped
+    /// before the answer came).
+    #[error("not connected to the server")]
+    Disconnected,
+    /// The server offers no HTTP upload (XEP-0363).
+    #[error("the server offers no HTTP file upload")]
+    NoService,
+    /// The server or the upload service refused.
+    #[error("the server refused: {0}")]
+    Refused(crate::wire::ErrorCondition),
+    /// The file cannot be asked for (no name, too large for the service).
+    #[error("cannot upload this file: {0}")]
+    BadFile(String),
+    /// Too many upload exchanges are under way at once.
+    #[error("too many uploads in flight")]
+    Busy,
+    /// The client was shut down.
+    #[error("the client is shut down")]
+    Closed,
+}

@@ -74,14 +74,18 @@ pub use client::{
 };
 pub use engine::{
     ArchiveOutcome, ChannelId, Chat, Engine, EngineConfig, EngineEvent, Handled, Output, Rejection,
-    RoomState,
+    RoomState, UploadQuery,
 };
-pub use error::{AuthFailure, ConnectError, GroupError, JoinError, SendError, UpdateError};
+pub use error::{
+    AuthFailure, ConnectError, GroupError, JoinError, SendError, UpdateError, UploadError,
+};
 pub use inbox::{ConnectionEvent, Delivery, Inbox, Payload, QueueLimits, TryRecvError};
 pub use jid;
 pub use minidom;
 pub use wire::muc::RemovalReason;
+pub use wire::share::{SharedApp, SharedAppFrame};
 pub use wire::update::{StatusUpdate, UpdateFrame};
+pub use wire::upload::{Slot, UploadService};
 pub use wire::{ErrorCondition, MAX_PAYLOAD};
 
 /// The README's code blocks, compiled as doctests so they cannot rot.

@@ -20,9 +20,10 @@ use xmpp_parsers::stanza::Stanza;
 
 use super::reconnect::AttemptFailed;
 use super::{ClientEvent, Shared, UpdateItem, Updates, QUEUE_DEPTH, UPDATE_FEED_DEPTH};
-use crate::engine::{ArchiveQuery, Chat, EngineEvent, RoomState};
-use crate::error::{GroupError, UpdateError};
+use crate::engine::{ArchiveOutcome, ArchiveQuery, Chat, EngineEvent, RoomState, UploadQuery};
+use crate::error::{GroupError, UpdateError, UploadError};
 use crate::inbox::ConnectionEvent;
+use crate::wire::share::SharedAppFrame;
 use crate::wire::update::UpdateFrame;
 
 /// How long a clean close may take before the stream is simply dropped.
@@ -36,12 +37,41 @@ pub(crate) enum Command {
         room: BareJid,
         reply: oneshot::Sender<Result<(), GroupError>>,
     },
+    /// Find the upload service, or ask one for a slot; answer with the
+    /// engine's event.
+    Upload {
+        request: UploadRequest,
+        reply: oneshot::Sender<Result<EngineEvent, UploadError>>,
+    },
+    /// Read the apps shared earlier from a room's archive.
+    ListApps {
+        room: BareJid,
+        reply: oneshot::Sender<Result<Vec<SharedAppFrame>, UpdateError>>,
+    },
     /// Start a feed of an instance's status updates (archive, then live).
     WatchUpdates {
         room: BareJid,
         thread: String,
         reply: oneshot::Sender<Result<Updates, UpdateError>>,
     },
+}
+
+/// An upload exchange a handle asks for.
+pub(crate) enum UploadRequest {
+    FindService,
+    Slot {
+        service: jid::Jid,
+        filename: String,
+        size: u64,
+        content_type: Option<String>,
+    },
+}
+
+/// A listing of the apps in a room's archive, under way.
+pub(crate) struct AppListing {
+    query: ArchiveQuery,
+    apps: Vec<SharedAppFrame>,
+    reply: oneshot::Sender<Result<Vec<SharedAppFrame>, UpdateError>>,
 }
 
 /// One [`Updates`] feed, as the task sees it.
@@ -115,6 +145,8 @@ pub(crate) struct Actor {
     pub events: broadcast::Sender<ClientEvent>,
     pub room_waiters: HashMap<BareJid, Vec<oneshot::Sender<Result<(), GroupError>>>>,
     pub update_feeds: Vec<UpdateFeed>,
+    pub upload_waiters: HashMap<UploadQuery, oneshot::Sender<Result<EngineEvent, UploadError>>>,
+    pub app_listings: Vec<AppListing>,
 }
 
 impl Actor {
@@ -135,6 +167,13 @@ impl Actor {
                     Some(Command::EnterRoom { room, reply }) => self.enter_room(room, reply),
                     Some(Command::WatchUpdates { room, thread, reply }) => {
                         let _ = reply.send(self.watch_updates(room, thread));
+                    }
+                    Some(Command::Upload { request, reply }) => self.upload(request, reply),
+                    Some(Command::ListApps { room, reply }) => {
+                        match self.shared.engine().query_archive(&room) {
+                            Ok(query) => self.app_listings.push(AppListing { query, apps: Vec::new(), reply }),
+                            Err(e) => { let _ = reply.send(Err(e)); }
+                        }
                     }
                 },
                 ev = self.stream.next() => match ev {
@@ -215,6 +254,32 @@ impl Actor {
             let _ = reply.send(Ok(()));
         } else {
             self.room_waiters.entry(room).or_default().push(reply);
+        }
+    }
+
+    fn upload(
+        &mut self,
+        request: UploadRequest,
+        reply: oneshot::Sender<Result<EngineEvent, UploadError>>,
+    ) {
+        let mut engine = self.shared.engine();
+        let started = match request {
+            UploadRequest::FindService => engine.find_upload_service(),
+            UploadRequest::Slot {
+                service,
+                filename,
+                size,
+                content_type,
+            } => engine.request_upload_slot(&service, &filename, size, content_type.as_deref()),
+        };
+        drop(engine);
+        match started {
+            Ok(query) => {
+                self.upload_waiters.insert(query, reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
         }
     }
 
@@ -349,6 +414,33 @@ impl Actor {
     }
 
     fn dispatch(&mut self, ev: EngineEvent) {
+        let query = match &ev {
+            EngineEvent::UploadService { query, .. } | EngineEvent::UploadSlot { query, .. } => {
+                Some(query.clone())
+            }
+            _ => None,
+        };
+        if let Some(w) = query.and_then(|q| self.upload_waiters.remove(&q)) {
+            let _ = w.send(Ok(ev));
+            return;
+        }
+        if let EngineEvent::ArchivedApp { query, frame, .. } = &ev {
+            if let Some(l) = self.app_listings.iter_mut().find(|l| &l.query == query) {
+                l.apps.push((**frame).clone());
+            }
+            return;
+        }
+        if let EngineEvent::ArchiveEnd { query, outcome, .. } = &ev {
+            if let Some(pos) = self.app_listings.iter().position(|l| &l.query == query) {
+                let l = self.app_listings.remove(pos);
+                let answer = match outcome {
+                    ArchiveOutcome::Interrupted => Err(UpdateError::Disconnected),
+                    _ => Ok(l.apps),
+                };
+                let _ = l.reply.send(answer);
+                return;
+            }
+        }
         if matches!(
             ev,
             EngineEvent::Update { .. }
@@ -389,6 +481,12 @@ impl Actor {
                         let _ = reply.send(Err(GroupError::Closed));
                     }
                     Some(Command::WatchUpdates { reply, .. }) => {
+                        let _ = reply.send(Err(UpdateError::Closed));
+                    }
+                    Some(Command::Upload { reply, .. }) => {
+                        let _ = reply.send(Err(UploadError::Closed));
+                    }
+                    Some(Command::ListApps { reply, .. }) => {
                         let _ = reply.send(Err(UpdateError::Closed));
                     }
                     Some(Command::Wake) => {

@@ -39,7 +39,7 @@ mod connector;
 mod login;
 mod reconnect;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,10 +55,12 @@ use tokio_xmpp::stanzastream::{Event, StanzaStream, StreamEvent};
 use tokio_xmpp::xmlstream::Timeouts;
 
 use crate::engine::{ArchiveOutcome, ChannelId, Chat, Engine, EngineConfig, EngineEvent};
-use crate::error::{ConnectError, GroupError, JoinError, SendError, UpdateError};
+use crate::error::{ConnectError, GroupError, JoinError, SendError, UpdateError, UploadError};
 use crate::inbox::{ConnectionEvent, Delivery, Inbox, QueueLimits, TryRecvError};
+use crate::wire::share::{SharedApp, SharedAppFrame};
 use crate::wire::update::{StatusUpdate, UpdateFrame};
-use actor::{Actor, Command};
+use crate::wire::upload::{Slot, UploadService};
+use actor::{Actor, Command, UploadRequest};
 use login::LoginError;
 use reconnect::{first_login, Reconnector};
 
@@ -392,6 +394,8 @@ impl Client {
             events: events.clone(),
             room_waiters: Default::default(),
             update_feeds: Vec::new(),
+            upload_waiters: HashMap::new(),
+            app_listings: Vec::new(),
         };
         // The session is already bound: set it up before handing out
         // handles, so that the engine knows our JID from the start.
@@ -474,6 +478,52 @@ impl Client {
         self.inner.commands.reserve().await.ok()
     }
 
+    /// Finds the server's HTTP upload service (XEP-0363) by service
+    /// discovery: `Ok(None)` when it offers none.
+    pub async fn upload_service(&self) -> Result<Option<UploadService>, UploadError> {
+        match self.upload(UploadRequest::FindService).await? {
+            EngineEvent::UploadService { service, .. } => service.map_err(UploadError::Refused),
+            _ => Err(UploadError::Closed),
+        }
+    }
+
+    /// Asks `service` for a slot to upload a file of `size` bytes named
+    /// `filename`: PUT it to the slot's `put_url` with its headers, then
+    /// share its `get_url`.
+    pub async fn request_upload_slot(
+        &self,
+        service: &UploadService,
+        filename: &str,
+        size: u64,
+        content_type: Option<&str>,
+    ) -> Result<Slot, UploadError> {
+        if let Some(max) = service.max_size.filter(|max| size > *max) {
+            return Err(UploadError::BadFile(format!(
+                "{size} bytes is more than the service takes ({max} bytes)"
+            )));
+        }
+        let request = UploadRequest::Slot {
+            service: service.jid.clone(),
+            filename: filename.to_owned(),
+            size,
+            content_type: content_type.map(str::to_owned),
+        };
+        match self.upload(request).await? {
+            EngineEvent::UploadSlot { slot, .. } => slot.map_err(UploadError::Refused),
+            _ => Err(UploadError::Closed),
+        }
+    }
+
+    async fn upload(&self, request: UploadRequest) -> Result<EngineEvent, UploadError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Upload { request, reply })
+            .await
+            .map_err(|_| UploadError::Closed)?;
+        answer.await.map_err(|_| UploadError::Closed)?
+    }
+
     /// Leaves every room, closes the connection cleanly and ends every
     /// channel. Other handles see [`SendError::Closed`] afterwards.
     pub async fn shutdown(&self) {
@@ -552,6 +602,41 @@ impl GroupChat {
             .send(Command::WatchUpdates {
                 room: self.room.clone(),
                 thread: thread.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| UpdateError::Closed)?;
+        answer.await.map_err(|_| UpdateError::Closed)?
+    }
+
+    /// Shares `app` into the room: Cheogram's file message (see
+    /// [`wire::share`](crate::wire::share)), whose thread is the instance id.
+    /// Every member sees it as an [`EngineEvent::AppShared`] among the
+    /// client's events, ours included.
+    pub async fn share_app(&self, app: &SharedApp) -> Result<(), UpdateError> {
+        let permit = self.client.reserve().await.ok_or(UpdateError::Closed)?;
+        if self.client.inner.shared.closed.load(Ordering::Acquire) {
+            return Err(UpdateError::Closed);
+        }
+        self.client
+            .inner
+            .shared
+            .engine()
+            .share_app(&Chat::Group(self.room.clone()), app)?;
+        permit.send(Command::Wake);
+        Ok(())
+    }
+
+    /// The apps shared into the room earlier, as the room's archive keeps
+    /// them (oldest first). Apps shared from now on arrive as
+    /// [`EngineEvent::AppShared`] among [`Client::events`].
+    pub async fn shared_apps(&self) -> Result<Vec<SharedAppFrame>, UpdateError> {
+        let (reply, answer) = oneshot::channel();
+        self.client
+            .inner
+            .commands
+            .send(Command::ListApps {
+                room: self.room.clone(),
                 reply,
             })
             .await

@@ -69,14 +69,18 @@ use xmpp_parsers::stanza::Stanza;
 use crate::error::{JoinError, SendError};
 use crate::inbox::{inbox, ConnectionEvent, Delivery, Inbox, InboxWriter, Payload, QueueLimits};
 use crate::wire::muc::{self, RemovalReason, RoomPresence};
+use crate::wire::share::SharedAppFrame;
 use crate::wire::update::UpdateFrame;
+use crate::wire::upload::{Slot, UploadService};
 use crate::wire::{self, ChatKind, ErrorCondition, WireError, MAX_PAYLOAD};
 
 /// Most engine events kept for [`Engine::poll_event`].
 const MAX_QUEUED_EVENTS: usize = 1024;
 
+mod share;
 mod updates;
 
+pub use share::UploadQuery;
 pub use updates::{ArchiveOutcome, ArchiveQuery, MAX_ARCHIVE_PAGES};
 
 /// A conversation that realtime channels live in.
@@ -201,6 +205,39 @@ pub enum EngineEvent {
         /// How it ended.
         outcome: ArchiveOutcome,
     },
+    /// An app was shared into a chat (live; our own share included, as the
+    /// room reflects it).
+    AppShared {
+        /// The chat it was shared into.
+        chat: Chat,
+        /// The app, its instance (thread) and who shared it.
+        frame: Box<SharedAppFrame>,
+    },
+    /// An app shared earlier, read from a room's archive, answering
+    /// [`Engine::query_archive`].
+    ArchivedApp {
+        /// The query it answers.
+        query: ArchiveQuery,
+        /// The room.
+        room: BareJid,
+        /// The app, its instance (thread) and who shared it.
+        frame: Box<SharedAppFrame>,
+    },
+    /// The answer to [`Engine::find_upload_service`]: the service, none
+    /// (`Ok(None)`), or why the server could not say.
+    UploadService {
+        /// The exchange.
+        query: UploadQuery,
+        /// What was found.
+        service: Result<Option<UploadService>, ErrorCondition>,
+    },
+    /// The answer to [`Engine::request_upload_slot`].
+    UploadSlot {
+        /// The exchange.
+        query: UploadQuery,
+        /// The slot, or why the service refused it.
+        slot: Result<Slot, ErrorCondition>,
+    },
     /// One of our frames (or a message to this chat) bounced with an error.
     SendBounced {
         /// The chat the bounce came from.
@@ -308,6 +345,8 @@ pub struct Engine {
     stanza_ids: StanzaIds,
     /// Archive queries waiting for their next page.
     queries: Vec<updates::PendingQuery>,
+    /// Upload service discoveries and slot requests under way.
+    uploads: Vec<share::PendingUpload>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -349,6 +388,7 @@ impl Engine {
             next_id: 0,
             stanza_ids: ids,
             queries: Vec::new(),
+            uploads: Vec::new(),
         }
     }
 
@@ -388,6 +428,7 @@ impl Engine {
             self.broadcast(Delivery::Connection(ConnectionEvent::Disconnected));
             // Their answers went down with the stream.
             self.end_all_queries(ArchiveOutcome::Interrupted);
+            self.end_all_uploads();
         }
     }
 
@@ -752,7 +793,9 @@ impl Engine {
                 Handled::NotRealtime
             }
             Stanza::Iq(iq) => {
-                self.handle_iq(iq);
+                if !self.handle_upload_iq(iq) {
+                    self.handle_iq(iq);
+                }
                 Handled::NotRealtime
             }
         };

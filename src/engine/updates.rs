@@ -117,6 +117,16 @@ impl Engine {
         if let Some(archived) = mam::read_result(m) {
             return self.handle_archived(archived);
         }
+        if let Ok(Some(frame)) = crate::wire::share::decode_share(m) {
+            let Some(chat) = self.update_chat(&frame.from, frame.kind) else {
+                return Handled::Rejected(Rejection::NotFromChat);
+            };
+            self.push_event(EngineEvent::AppShared {
+                chat,
+                frame: Box::new(frame),
+            });
+            return Handled::Update;
+        }
         match update::decode_update(m) {
             Ok(Some(frame)) => {
                 let Some(chat) = self.update_chat(&frame.from, frame.kind) else {
@@ -156,6 +166,20 @@ impl Engine {
             return Handled::Rejected(Rejection::NotFromChat);
         };
         let (query, room) = (q.id.clone(), q.room.clone());
+        if let Ok(Some(frame)) = crate::wire::share::decode_share(&archived.message) {
+            if frame.kind != ChatKind::Group
+                || frame.from.to_bare() != room
+                || frame.from.resource().is_none()
+            {
+                return Handled::Rejected(Rejection::NotFromChat);
+            }
+            self.push_event(EngineEvent::ArchivedApp {
+                query,
+                room,
+                frame: Box::new(frame),
+            });
+            return Handled::Update;
+        }
         match update::decode_update(&archived.message) {
             Ok(Some(mut frame)) => {
                 // The archive keeps what its occupants said, nothing else.

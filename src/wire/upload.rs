@@ -39,6 +39,10 @@ pub struct Slot {
     pub get_url: String,
 }
 
+/// An answer to one of our iqs: who sent it, and what it says (or the
+/// error condition it carries).
+pub type Answer<T> = Option<(Option<Jid>, Result<T, ErrorCondition>)>;
+
 /// Asks `domain` for its items (`disco#items`), with iq id `id`.
 pub fn items_query(domain: &Jid, id: &str) -> Iq {
     Iq::from_get(
@@ -77,13 +81,7 @@ pub fn slot_request(
 
 /// The payload of the answer to iq `id`, or its error: `None` when `iq` is
 /// not that answer.
-fn answer(
-    iq: &Iq,
-    id: &str,
-) -> Option<(
-    Option<Jid>,
-    Result<Option<minidom::Element>, ErrorCondition>,
-)> {
+fn answer(iq: &Iq, id: &str) -> Answer<Option<minidom::Element>> {
     match iq {
         Iq::Result {
             id: iq_id,
@@ -103,7 +101,7 @@ fn answer(
 }
 
 /// Reads the answer to items query `id`: the items' JIDs.
-pub fn read_items(iq: &Iq, id: &str) -> Option<(Option<Jid>, Result<Vec<Jid>, ErrorCondition>)> {
+pub fn read_items(iq: &Iq, id: &str) -> Answer<Vec<Jid>> {
     let (from, payload) = answer(iq, id)?;
     let items = payload.and_then(|p| {
         let p = p.ok_or_else(|| ErrorCondition::Other("empty disco#items answer".into()))?;
@@ -116,10 +114,7 @@ pub fn read_items(iq: &Iq, id: &str) -> Option<(Option<Jid>, Result<Vec<Jid>, Er
 
 /// Reads the answer to info query `id`: the service, if the entity is an
 /// upload service.
-pub fn read_info(
-    iq: &Iq,
-    id: &str,
-) -> Option<(Option<Jid>, Result<Option<UploadService>, ErrorCondition>)> {
+pub fn read_info(iq: &Iq, id: &str) -> Answer<Option<UploadService>> {
     let (from, payload) = answer(iq, id)?;
     let service = payload.and_then(|p| {
         let p = p.ok_or_else(|| ErrorCondition::Other("empty disco#info answer".into()))?;
@@ -142,7 +137,7 @@ pub fn read_info(
 }
 
 /// Reads the answer to slot request `id`.
-pub fn read_slot(iq: &Iq, id: &str) -> Option<(Option<Jid>, Result<Slot, ErrorCondition>)> {
+pub fn read_slot(iq: &Iq, id: &str) -> Answer<Slot> {
     let (from, payload) = answer(iq, id)?;
     let slot = payload.and_then(|p| {
         let p = p.ok_or_else(|| ErrorCondition::Other("empty slot answer".into()))?;
