@@ -24,6 +24,10 @@
 //!   the boundary, one page per origin at a time.
 //! * `updates`: the status updates of an instance with the host's serials,
 //!   read from the transport's feed (past first, then live).
+//! * [`share`]: an app shared into the chat (uploaded with XEP-0363, sent
+//!   in Cheogram's shape, its thread the instance id), and an app someone
+//!   shared opened from its URL (plain `http://` only, bounded, hash
+//!   checked).
 //! * [`transport`]: the trait the bridge talks to, with
 //!   [`transport::xmpp::XmppTransport`] (the library) and
 //!   [`transport::memory::MemoryChat`] (in-process, for fast tests).
@@ -53,6 +57,7 @@
 mod bridge;
 pub mod loader;
 pub mod server;
+pub mod share;
 pub mod transport;
 mod updates;
 

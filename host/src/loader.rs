@@ -417,18 +417,22 @@ pub fn pack_dir(dir: &Path, out: &Path) -> Result<App, LoadError> {
         path: out.to_owned(),
         source,
     };
-    let file = fs::File::create(out).map_err(io_err)?;
-    let mut zip = zip::ZipWriter::new(file);
+    let bytes = pack(&app).map_err(io_err)?;
+    fs::write(out, bytes).map_err(io_err)?;
+    Ok(app)
+}
+
+/// The bytes of a `.xdc` file (a zip, Deflate) holding every file of
+/// `app`, in path order: what [`App::from_xdc_bytes`] loads back.
+pub fn pack(app: &App) -> io::Result<Vec<u8>> {
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
     for path in app.paths() {
-        let zip_err = |e: zip::result::ZipError| io_err(io::Error::other(e));
-        zip.start_file(path, options).map_err(zip_err)?;
-        zip.write_all(app.file(path).unwrap_or_default())
-            .map_err(io_err)?;
+        zip.start_file(path, options).map_err(io::Error::other)?;
+        zip.write_all(app.file(path).unwrap_or_default())?;
     }
-    zip.finish().map_err(|e| io_err(io::Error::other(e)))?;
-    Ok(app)
+    Ok(zip.finish().map_err(io::Error::other)?.into_inner())
 }
 
 #[cfg(test)]
@@ -664,6 +668,12 @@ mod tests {
         let packed = App::load(&out).unwrap();
         assert_eq!(packed.paths(), app.paths());
         assert_eq!(packed.file("js/a.js"), Some(&b"x"[..]));
+        // The same bytes in memory, loaded back.
+        let again = App::from_xdc_bytes(&pack(&app).unwrap(), Limits::default(), "x").unwrap();
+        assert_eq!((again.name(), again.paths()), (app.name(), app.paths()));
+        for path in app.paths() {
+            assert_eq!(again.file(path), app.file(path), "{path}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use webxdc_host::transport::xmpp::XmppTransport;
 use webxdc_host::{App, Origin};
 use webxdc_realtime_xmpp::jid::BareJid;
-use webxdc_realtime_xmpp::{Client as XmppClient, Config};
+use webxdc_realtime_xmpp::{Client as XmppClient, Config, GroupChat};
 use xmpp_test_server::{Options, ServerKind, TestServer};
 
 pub use test_browser::{serial, Page};
@@ -23,14 +23,19 @@ pub struct Chat {
 
 impl Chat {
     pub async fn start(kind: ServerKind) -> Chat {
-        let server = tokio::task::spawn_blocking(move || {
-            let mut options = Options::new(kind);
-            options.muc_archive = true; // status updates live in the archive
-            TestServer::start(options)
-        })
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("cannot start {kind}: {e}"));
+        let mut options = Options::new(kind);
+        options.muc_archive = true; // status updates live in the archive
+        Chat::start_with(options).await
+    }
+
+    /// A server started with `options` (`muc_archive` is the caller's to
+    /// set).
+    pub async fn start_with(options: Options) -> Chat {
+        let kind = options.kind;
+        let server = tokio::task::spawn_blocking(move || TestServer::start(options))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("cannot start {kind}: {e}"));
         let room = BareJid::new(&format!("host-test@{}", server.muc_domain())).unwrap();
         Chat {
             server,
@@ -53,8 +58,9 @@ impl Chat {
         let client = XmppClient::connect(config).await.expect("login");
         let chat = client.group(self.room.clone()).await.expect("room");
         User {
-            transport: Arc::new(XmppTransport::new(client.clone(), chat)),
+            transport: Arc::new(XmppTransport::new(client.clone(), chat.clone())),
             client,
+            chat,
         }
     }
 }
@@ -63,6 +69,8 @@ impl Chat {
 pub struct User {
     pub client: XmppClient,
     pub transport: Arc<XmppTransport>,
+    /// The room, as entered.
+    pub chat: GroupChat,
 }
 
 impl User {
