@@ -7,7 +7,9 @@
 //! ways. Against a tiny local HTTP server: a file whose hash differs is
 //! refused, an oversize download stops at the limit (also an endless one),
 //! Content-Length and chunked bodies both load; an https URL is refused
-//! with its typed error, without any connection.
+//! with its typed error, without any connection. The command itself:
+//! `--share` on one account and `--open` on another meet in one instance;
+//! without upload, `--share` says so and serves the default instance.
 
 #[path = "common/browser.rs"]
 mod browser;
@@ -414,4 +416,237 @@ async fn pause(page: &Page) {
             vec![],
         )
         .await;
+}
+
+// ----- the command: --share and --open on a "real" server ---------------------------
+
+/// A running `webxdc-host`, killed when dropped.
+struct Command {
+    child: std::process::Child,
+    out: std::sync::mpsc::Receiver<String>,
+    err: std::sync::mpsc::Receiver<String>,
+    /// Every line read so far (stdout and stderr), for failure messages.
+    seen: Vec<String>,
+}
+
+impl Command {
+    fn start(args: &[&str]) -> Command {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_webxdc-host"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("webxdc-host starts");
+        let lines = |r: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(r).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        };
+        let out = lines(Box::new(child.stdout.take().unwrap()));
+        let err = lines(Box::new(child.stderr.take().unwrap()));
+        Command {
+            child,
+            out,
+            err,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first stdout line with `prefix` (stderr is collected meanwhile).
+    fn line(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            while let Ok(l) = self.err.try_recv() {
+                self.seen.push(l);
+            }
+            match self.out.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) if l.starts_with(prefix) => return l,
+                Ok(l) => self.seen.push(l),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(_) => panic!("webxdc-host ended before {prefix:?}: {:#?}", self.finish()),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {prefix:?} from webxdc-host: {:#?}",
+                self.seen
+            );
+        }
+    }
+
+    /// Waits until a line on either stream contains `text`.
+    fn said(&mut self, text: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !self.seen.iter().any(|l| l.contains(text)) {
+            while let Ok(l) = self.out.try_recv() {
+                self.seen.push(l);
+            }
+            if let Ok(l) = self.err.recv_timeout(Duration::from_millis(100)) {
+                self.seen.push(l);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "webxdc-host never said {text:?}: {:#?}",
+                self.seen
+            );
+        }
+    }
+
+    /// Waits for the command to end by itself; its exit status and every
+    /// line.
+    fn finish(&mut self) -> (Option<i32>, Vec<String>) {
+        let status = self.child.wait().expect("wait");
+        for l in self.out.iter().chain(self.err.iter()) {
+            self.seen.push(l);
+        }
+        (status.code(), self.seen.clone())
+    }
+}
+
+impl Drop for Command {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `"name" is running as instance ID in room R.` → ID; `Open URL in a
+/// browser.` → URL's address.
+fn instance_of(line: &str) -> String {
+    let rest = line.split(" is running as instance ").nth(1).expect(line);
+    rest.split(' ').next().unwrap().to_owned()
+}
+
+fn addr_of(line: &str) -> SocketAddr {
+    let url = line
+        .strip_prefix("Open http://")
+        .and_then(|r| r.strip_suffix("/ in a browser."))
+        .expect(line);
+    url.parse().expect(line)
+}
+
+fn real_args<'a>(jid: &'a str, password: &'a str, room: &'a str, c2s: &'a str) -> Vec<&'a str> {
+    vec![
+        "--jid",
+        jid,
+        "--password",
+        password,
+        "--room",
+        room,
+        "--server",
+        c2s,
+        "--plaintext",
+    ]
+}
+
+#[tokio::test]
+async fn the_command_shares_with_share_and_opens_with_open() {
+    let server = tokio::task::spawn_blocking(|| {
+        xmpp_test_server::TestServer::start(Options {
+            http_upload: true,
+            muc_archive: true,
+            ..Options::prosody()
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let room = format!("cmd@{}", server.muc_domain());
+    let c2s = server.c2s_addr().to_string();
+    let (carol, carol_pw) = server.account("carol").unwrap();
+    let (dave, dave_pw) = server.account("dave").unwrap();
+    let board = board_dir();
+    let board = board.to_str().unwrap();
+
+    let mut args = vec![board];
+    args.extend(real_args(&carol, &carol_pw, &room, &c2s));
+    args.push("--share");
+    let mut sharer = Command::start(&args);
+    let shared = sharer.line("shared \"Shared board\" into the room");
+    let instance = instance_of(&sharer.line("\"Shared board\" is running as instance"));
+    assert!(shared.contains(&instance), "{shared}");
+    assert!(uuid_like(&instance), "{instance}");
+    sharer.line("Open http://");
+
+    // Dave has no copy of the app: --open finds carol's share and serves it.
+    let mut args = real_args(&dave, &dave_pw, &room, &c2s);
+    args.push("--open");
+    let mut opener = Command::start(&args);
+    let running = opener.line("\"Shared board\" is running as instance");
+    assert_eq!(instance_of(&running), instance);
+    let addr = addr_of(&opener.line("Open http://"));
+    let page = common::get(addr, "/").await;
+    assert_eq!(page.status, 200);
+    let original = App::load(&board_dir()).unwrap();
+    assert_eq!(Some(page.body.as_slice()), original.file("index.html"));
+    assert!(
+        opener
+            .seen
+            .iter()
+            .any(|l| l.contains("its SHA-256 matches")),
+        "{:#?}",
+        opener.seen
+    );
+
+    // --open with an instance nobody shared: a failure that says so.
+    let mut args = real_args(&dave, &dave_pw, &room, &c2s);
+    args.extend(["--open", "no-such-instance"]);
+    drop(opener); // one login of dave at a time
+    let (code, lines) = Command::start(&args).finish();
+    assert_eq!(code, Some(1), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("no app was shared") && l.contains("no-such-instance")),
+        "{lines:#?}"
+    );
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+#[tokio::test]
+async fn without_upload_share_says_so_and_serves_the_instance() {
+    let server = tokio::task::spawn_blocking(|| {
+        xmpp_test_server::TestServer::start(Options {
+            muc_archive: true,
+            ..Options::prosody()
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let room = format!("cmd@{}", server.muc_domain());
+    let c2s = server.c2s_addr().to_string();
+    let (erin, pw) = server.account("erin").unwrap();
+    let board = board_dir();
+    let mut args = vec![board.to_str().unwrap()];
+    args.extend(real_args(&erin, &pw, &room, &c2s));
+    args.push("--share");
+    let mut cmd = Command::start(&args);
+    let running = cmd.line("\"Shared board\" is running as instance");
+    assert_eq!(instance_of(&running), "webxdc-host-shared-board");
+    cmd.said("offers no HTTP file upload (XEP-0363)");
+    // --open without an app to fall back on: nothing to open, and why.
+    drop(cmd);
+    let mut args = real_args(&erin, &pw, &room, &c2s);
+    args.push("--open");
+    let (code, lines) = Command::start(&args).finish();
+    assert_eq!(code, Some(1), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("no app has been shared") && l.contains("offers no HTTP upload")),
+        "{lines:#?}"
+    );
 }
