@@ -82,7 +82,7 @@ pub use error::{
 pub use inbox::{ConnectionEvent, Delivery, Inbox, Payload, QueueLimits, TryRecvError};
 pub use jid;
 pub use minidom;
-pub use wire::muc::RemovalReason;
+pub use wire::muc::{RemovalReason, SelfOccupant};
 pub use wire::share::{SharedApp, SharedAppFrame};
 pub use wire::update::{StatusUpdate, UpdateFrame};
 pub use wire::upload::{Slot, UploadService};

@@ -640,3 +640,40 @@ async fn a_taken_nick_is_refused_with_a_typed_condition() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+/// What the room says about us: our nick, and that it hides real JIDs
+/// (Prosody's default: only moderators see them), and its occupant id for
+/// us (XEP-0421, which Prosody 0.12 gives): one account's devices share
+/// one, another account has its own.
+#[tokio::test]
+async fn self_occupant_is_what_the_room_says_about_us() {
+    let server = prosody();
+    let (jid, password) = server.account("erin").unwrap();
+    let cfg = |res: &str| {
+        Config::new(jid.parse().unwrap(), password.clone())
+            .danger_plaintext_loopback_only(server.c2s_addr())
+            .with_resource(res)
+    };
+    let phone = webxdc_realtime_xmpp::Client::connect(cfg("phone"))
+        .await
+        .unwrap();
+    let laptop = webxdc_realtime_xmpp::Client::connect(cfg("laptop"))
+        .await
+        .unwrap();
+    let other = client(&server, "frank").await;
+    let r = room(&server, "whoami");
+    let mut seen = Vec::new();
+    for c in [&phone, &laptop, &other] {
+        let chat = c.group(r.clone()).await.expect("room joined");
+        let me = chat.self_occupant().expect("joined, so known");
+        assert_eq!(me.nick, c.nick());
+        assert!(
+            !me.non_anonymous,
+            "Prosody's rooms hide real JIDs by default"
+        );
+        seen.push(me.occupant_id);
+    }
+    assert!(seen.iter().all(Option::is_some), "occupant ids: {seen:?}");
+    assert_eq!(seen[0], seen[1], "one account, one occupant id");
+    assert_ne!(seen[0], seen[2], "another account, another id");
+}

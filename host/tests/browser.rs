@@ -703,3 +703,44 @@ async fn realtime_helper_presence_and_chunks_prosody() {
 async fn realtime_helper_presence_and_chunks_ejabberd() {
     realtime_helper(ServerKind::Ejabberd).await;
 }
+
+// ----- selfAddr and selfName -------------------------------------------------
+
+/// The page's `selfAddr` and `selfName` as Cheogram derives them in a room
+/// that hides real JIDs: the room's occupant id for us where it gives one
+/// (Prosody), else `xmpp:` and our occupant JID (ejabberd 23.01 has no
+/// occupant ids); the name is our nick in the room.
+async fn self_addr_and_name(kind: ServerKind) {
+    let _serial = serial().await;
+    let chat = Chat::start(kind).await;
+    let alice = chat.user("alice").await;
+    let me = alice
+        .client
+        .group(chat.room.clone())
+        .await
+        .expect("the room, entered already")
+        .self_occupant()
+        .expect("joined");
+    assert!(!me.non_anonymous);
+    let expected = match (&me.occupant_id, kind) {
+        (Some(id), ServerKind::Prosody) => id.clone(),
+        (None, ServerKind::Ejabberd) => format!("xmpp:{}/{}", chat.room, me.nick),
+        other => panic!("unexpected occupant id for {kind}: {other:?}"),
+    };
+    let origin = alice.serve(&probe_app(), "who-1").await;
+    let page = Page::open(origin.url()).await;
+    let got = page
+        .eval("return [webxdc.selfAddr, webxdc.selfName]", vec![])
+        .await;
+    assert_eq!(got, json!([expected, me.nick]));
+}
+
+#[tokio::test]
+async fn self_addr_and_name_as_cheogram_derives_them_prosody() {
+    self_addr_and_name(ServerKind::Prosody).await;
+}
+
+#[tokio::test]
+async fn self_addr_and_name_as_cheogram_derives_them_ejabberd() {
+    self_addr_and_name(ServerKind::Ejabberd).await;
+}

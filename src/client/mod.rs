@@ -57,6 +57,7 @@ use tokio_xmpp::xmlstream::Timeouts;
 use crate::engine::{ArchiveOutcome, ChannelId, Chat, Engine, EngineConfig, EngineEvent};
 use crate::error::{ConnectError, GroupError, JoinError, SendError, UpdateError, UploadError};
 use crate::inbox::{ConnectionEvent, Delivery, Inbox, QueueLimits, TryRecvError};
+use crate::wire::muc::SelfOccupant;
 use crate::wire::share::{SharedApp, SharedAppFrame};
 use crate::wire::update::{StatusUpdate, UpdateFrame};
 use crate::wire::upload::{Slot, UploadService};
@@ -557,6 +558,18 @@ impl GroupChat {
     /// The room's JID.
     pub fn room(&self) -> &BareJid {
         &self.room
+    }
+
+    /// Who we are in the room now: our nick, the room's occupant id for us
+    /// (XEP-0421) and whether the room shows real JIDs to everyone. `None`
+    /// while the room is not joined (for instance during a reconnection).
+    pub fn self_occupant(&self) -> Option<SelfOccupant> {
+        self.client
+            .inner
+            .shared
+            .engine()
+            .self_occupant(&self.room)
+            .cloned()
     }
 
     /// Joins the realtime channel of the app instance `thread` (the

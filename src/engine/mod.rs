@@ -312,6 +312,8 @@ pub enum Rejection {
 
 struct Room {
     nick: String,
+    /// What the room's last presence for us said (while joined).
+    occupant: Option<muc::SelfOccupant>,
     state: RoomState,
     /// Entered again at the next new session. False once the room removed
     /// us by a decision of its own (see [`RemovalReason::is_decision`]).
@@ -500,6 +502,7 @@ impl Engine {
             room.clone(),
             Room {
                 nick: nick.to_owned(),
+                occupant: None,
                 state: RoomState::Joining,
                 rejoin: true,
             },
@@ -516,6 +519,7 @@ impl Engine {
             room,
             Room {
                 nick: nick.to_owned(),
+                occupant: None,
                 state: RoomState::Joined,
                 rejoin: true,
             },
@@ -550,6 +554,15 @@ impl Engine {
     /// Where `room` stands, if the engine knows it.
     pub fn room_state(&self, room: &BareJid) -> Option<RoomState> {
         self.rooms.get(room).map(|r| r.state)
+    }
+
+    /// Who we are in `room` (nick, occupant id, whether the room shows real
+    /// JIDs), as its last presence for us said; `None` unless joined.
+    pub fn self_occupant(&self, room: &BareJid) -> Option<&muc::SelfOccupant> {
+        self.rooms
+            .get(room)
+            .filter(|r| r.state == RoomState::Joined)
+            .and_then(|r| r.occupant.as_ref())
     }
 
     fn send_join_presence(&mut self, room: &BareJid) {
@@ -933,9 +946,10 @@ impl Engine {
                     condition,
                 }
             }
-            RoomPresence::Joined { nick } => {
+            RoomPresence::Joined(occupant) => {
                 // The room may have rewritten our nick (status 210).
-                room.nick = nick;
+                room.nick = occupant.nick.clone();
+                room.occupant = Some(occupant);
                 if room.state == RoomState::Joined {
                     return;
                 }
@@ -947,6 +961,7 @@ impl Engine {
             }
             RoomPresence::Removed(reason) => {
                 room.state = RoomState::NotJoined;
+                room.occupant = None;
                 room.rejoin = !reason.is_decision();
                 if reason.is_decision() {
                     // Every channel of the room is told: nothing arrives

@@ -16,6 +16,24 @@ use super::ErrorCondition;
 /// Namespace of the MUC user extension (`<x/>` in room presences).
 pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 
+/// Namespace of XEP-0421's `<occupant-id/>`: a stable id the room gives
+/// each occupant (the same for all devices of one account).
+pub const NS_OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
+
+/// Who we are in a room, as its presence for us says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelfOccupant {
+    /// Our nick as the room knows it (it may have changed the one asked
+    /// for).
+    pub nick: String,
+    /// The room's XEP-0421 occupant id for us, if it gives one.
+    pub occupant_id: Option<String>,
+    /// The room shows every occupant's real JID to everyone (status 100):
+    /// a non-anonymous room. Otherwise other occupants know us by nick
+    /// (and occupant id) only.
+    pub non_anonymous: bool,
+}
+
 /// The presence that enters `room` as `nick`, asking for no history.
 /// `None` when `nick` cannot be a resource.
 pub fn join_presence(room: &BareJid, nick: &str) -> Option<Presence> {
@@ -81,11 +99,8 @@ impl RemovalReason {
 /// What a presence from a room says about us.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomPresence {
-    /// We are in the room under `nick` (the room may have changed it).
-    Joined {
-        /// Our nick as the room knows it.
-        nick: String,
-    },
+    /// We are in the room, as this occupant.
+    Joined(SelfOccupant),
     /// The room removed us, or confirmed our leave.
     Removed(RemovalReason),
     /// The room refused to let us in.
@@ -120,9 +135,17 @@ pub fn read_presence(p: &Presence) -> Option<(BareJid, RoomPresence)> {
     }
     let what = match p.type_ {
         PresenceType::None => match from.resource() {
-            Some(nick) => RoomPresence::Joined {
+            Some(nick) => RoomPresence::Joined(SelfOccupant {
                 nick: nick.to_string(),
-            },
+                occupant_id: p
+                    .payloads
+                    .iter()
+                    .find(|e| e.is("occupant-id", NS_OCCUPANT_ID))
+                    .and_then(|e| e.attr("id"))
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_owned),
+                non_anonymous: statuses.contains(&Status::NonAnonymousRoom),
+            }),
             None => RoomPresence::Other,
         },
         // 303 is a nick change: an available presence with the new nick follows.
@@ -191,7 +214,24 @@ mod tests {
                 "<presence xmlns='jabber:client' from='r@m/me2'>{}</presence>",
                 x(&(st(110) + &st(210)))
             )),
-            RoomPresence::Joined { nick: "me2".into() }
+            RoomPresence::Joined(SelfOccupant {
+                nick: "me2".into(),
+                occupant_id: None,
+                non_anonymous: false
+            })
+        );
+        // A non-anonymous room (100) that gives occupant ids (XEP-0421).
+        assert_eq!(
+            read(&format!(
+                "<presence xmlns='jabber:client' from='r@m/me'>{}\
+                 <occupant-id xmlns='urn:xmpp:occupant-id:0' id='dGhlIGlk'/></presence>",
+                x(&(st(100) + &st(110)))
+            )),
+            RoomPresence::Joined(SelfOccupant {
+                nick: "me".into(),
+                occupant_id: Some("dGhlIGlk".into()),
+                non_anonymous: true
+            })
         );
         for (codes, reason) in [
             (st(110), RemovalReason::Left),

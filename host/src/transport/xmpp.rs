@@ -33,15 +33,33 @@ impl XmppTransport {
 struct XmppChannel(Channel);
 
 impl Transport for XmppTransport {
-    /// As Cheogram does outside anonymous rooms: `xmpp:` and the account's
-    /// bare JID.
+    /// As Cheogram derives it. In a room that hides real JIDs (the usual
+    /// kind): the room's occupant id for us (XEP-0421) if it gives one,
+    /// else `xmpp:` and our occupant JID (`room@service/nick`); in a room
+    /// that shows real JIDs to everyone: `xmpp:` and the account's bare JID.
     fn self_addr(&self) -> String {
-        format!("xmpp:{}", self.client.jid().to_bare())
+        match self.chat.self_occupant() {
+            Some(me) if !me.non_anonymous => match me.occupant_id {
+                Some(id) => id,
+                None => {
+                    let occupant = format!("{}/{}", self.chat.room(), me.nick);
+                    format!("xmpp:{}", uri_escape(&occupant))
+                }
+            },
+            _ => format!(
+                "xmpp:{}",
+                uri_escape(&self.client.jid().to_bare().to_string())
+            ),
+        }
     }
 
-    /// The nick in the room.
+    /// Our nick in the room (the room's, if it changed the one we asked
+    /// for), as Cheogram gives it.
     fn self_name(&self) -> String {
-        self.client.nick().to_owned()
+        match self.chat.self_occupant() {
+            Some(me) => me.nick,
+            None => self.client.nick().to_owned(),
+        }
     }
 
     fn join(&self, instance: &str) -> Result<Box<dyn Realtime>, TransportError> {
@@ -145,5 +163,35 @@ impl Realtime for XmppChannel {
 
     fn leave(&mut self) {
         self.0.leave();
+    }
+}
+
+/// Escapes `text` for an `xmpp:` URI as Cheogram does (Android's
+/// `Uri.encode` with `@/+` allowed): letters, digits and `-_.!~*'()@/+`
+/// stay, every other byte of the UTF-8 becomes `%XX`.
+fn uri_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()@/+".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uri_escape;
+
+    #[test]
+    fn addresses_are_escaped_as_cheogram_escapes_them() {
+        assert_eq!(uri_escape("alice@example.org"), "alice@example.org");
+        assert_eq!(
+            uri_escape("room@muc.example/Zoë & co"),
+            "room@muc.example/Zo%C3%AB%20%26%20co"
+        );
+        assert_eq!(uri_escape("a+b:c?d#e"), "a+b%3Ac%3Fd%23e");
     }
 }
