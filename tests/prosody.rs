@@ -101,10 +101,12 @@ async fn oversize_is_rejected_locally_and_the_connection_stays_up() {
     );
 }
 
-#[tokio::test]
-async fn two_devices_of_one_account_are_peers() {
-    let server = prosody();
-    let (jid, password) = server.account("dana").unwrap();
+/// Two clients of one account `name`: a phone and a laptop.
+async fn two_devices(
+    server: &TestServer,
+    name: &str,
+) -> (webxdc_realtime_xmpp::Client, webxdc_realtime_xmpp::Client) {
+    let (jid, password) = server.account(name).unwrap();
     let cfg = |res: &str| {
         Config::new(jid.parse().unwrap(), password.clone())
             .danger_plaintext_loopback_only(server.c2s_addr())
@@ -116,6 +118,13 @@ async fn two_devices_of_one_account_are_peers() {
     let laptop = webxdc_realtime_xmpp::Client::connect(cfg("laptop"))
         .await
         .unwrap();
+    (phone, laptop)
+}
+
+#[tokio::test]
+async fn two_devices_of_one_account_are_peers() {
+    let server = prosody();
+    let (phone, laptop) = two_devices(&server, "dana").await;
     assert_ne!(phone.nick(), laptop.nick());
     let r = room(&server, "devices");
     let mut p = join(&phone, &r, "t").await;
@@ -648,18 +657,7 @@ async fn a_taken_nick_is_refused_with_a_typed_condition() {
 #[tokio::test]
 async fn self_occupant_is_what_the_room_says_about_us() {
     let server = prosody();
-    let (jid, password) = server.account("erin").unwrap();
-    let cfg = |res: &str| {
-        Config::new(jid.parse().unwrap(), password.clone())
-            .danger_plaintext_loopback_only(server.c2s_addr())
-            .with_resource(res)
-    };
-    let phone = webxdc_realtime_xmpp::Client::connect(cfg("phone"))
-        .await
-        .unwrap();
-    let laptop = webxdc_realtime_xmpp::Client::connect(cfg("laptop"))
-        .await
-        .unwrap();
+    let (phone, laptop) = two_devices(&server, "erin").await;
     let other = client(&server, "frank").await;
     let r = room(&server, "whoami");
     let mut seen = Vec::new();
