@@ -44,9 +44,14 @@
 //! is a new peer, not a restarted transport.
 #![deny(missing_docs)]
 
+#[cfg(feature = "host")]
+pub mod host;
 pub mod netns;
 mod peer;
 mod reorder;
+
+#[cfg(feature = "host")]
+pub use host::{IrohHostChat, IrohTransport};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
