@@ -32,6 +32,12 @@ use webxdc_host::{App, Origin, Transport};
 /// (Chromium and chromedriver, started later, inherit it).
 #[ctor::ctor]
 fn isolate_network() {
+    // Chromium comes from the package registry: install it (if missing)
+    // while the network is still there. A failure shows again, in words,
+    // when the first page opens.
+    if let Err(e) = test_browser::install() {
+        eprintln!("iroh-backend: {e}");
+    }
     if let Err(e) = iroh_backend::netns::isolate() {
         eprintln!("iroh-backend: cannot isolate the network: {e}");
     }

@@ -61,17 +61,23 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Installs Chromium and chromedriver with `apt-get` when missing, as the
+/// test servers are installed. [`Page::open`] does it by itself; a process
+/// that will lose the network before its first page (a test in a
+/// loopback-only network namespace) calls it first.
+pub fn install() -> std::io::Result<()> {
+    for (package, path) in [("chromium", CHROMIUM), ("chromium-driver", CHROMEDRIVER)] {
+        xmpp_test_server::ensure_package(package, None, || std::path::Path::new(path).exists())
+            .map_err(|e| std::io::Error::new(e.kind(), format!("installing {package}: {e}")))?;
+    }
+    Ok(())
+}
+
 fn driver() -> &'static Driver {
     static DRIVER: OnceLock<Driver> = OnceLock::new();
     DRIVER.get_or_init(|| {
-        // Installed like the XMPP servers: with apt-get, once, when missing.
-        for (package, path) in [("chromium", CHROMIUM), ("chromium-driver", CHROMEDRIVER)] {
-            xmpp_test_server::ensure_package(package, None, || {
-                std::path::Path::new(path).exists()
-            })
-            .unwrap_or_else(|e| {
-                panic!("the browser tests need Debian's {package} ({path}), and installing it failed: {e}")
-            });
+        if let Err(e) = install() {
+            panic!("the browser tests need Debian's chromium and chromium-driver: {e}");
         }
         let port = free_port();
         let mut child = Command::new("sh")
