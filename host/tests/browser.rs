@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use browser::{serial, Chat, Page};
 use serde_json::json;
+use test_browser::conformance::Results;
 use webxdc_host::App;
 use xmpp_test_server::ServerKind;
 
@@ -63,20 +64,8 @@ async fn send_until_received(from: &Page, to: &Page, bytes: &[u8]) -> usize {
         }
         assert!(Instant::now() < deadline, "payload never arrived");
         // Give the copy in flight a moment before sending another.
-        pause(to, 100).await;
+        to.pause(100).await;
     }
-}
-
-/// The interval between two copies in a send-until-received loop (not a
-/// synchronisation: the loop checks the page's state after it).
-async fn pause(page: &Page, ms: u64) {
-    let _ = page
-        .client
-        .execute_async(
-            "const done = arguments[arguments.length - 1]; setTimeout(done, arguments[0]);",
-            vec![json!(ms)],
-        )
-        .await;
 }
 
 // ----- the conformance app -----------------------------------------------------
@@ -91,39 +80,14 @@ async fn conformance(kind: ServerKind) {
         alice.serve(&app, instance).await,
         bob.serve(&app, instance).await,
     );
-    let started = Instant::now();
     let (pa, pb) = tokio::join!(Page::open(oa.url()), Page::open(ob.url()));
-    let mut results: std::collections::BTreeMap<String, (String, String)> = Default::default();
-    for page in [&pa, &pb] {
-        page.wait_for(
-            "the conformance run",
-            "window.conformance && window.conformance.done",
-            Duration::from_secs(120),
-        )
-        .await;
-        let r = page.eval("return window.conformance.results", vec![]).await;
-        let r = r.as_object().expect("results").clone();
-        for (name, v) in r {
-            let result = v["result"].as_str().unwrap_or("?").to_owned();
-            let detail = v["detail"].as_str().unwrap_or("").to_owned();
-            // A case fails if it failed on either page.
-            let entry = results
-                .entry(name)
-                .or_insert((result.clone(), detail.clone()));
-            if result == "fail" {
-                *entry = (result, detail);
-            }
-        }
-    }
-    let count = |r: &str| results.values().filter(|(x, _)| x == r).count();
-    let (p, f, s) = (count("pass"), count("fail"), count("skip"));
-    println!(
-        "conformance backend=host-xmpp-{kind} passed={p} failed={f} skipped={s} ({} ms)",
-        started.elapsed().as_millis()
-    );
-    for (name, (result, detail)) in &results {
+    let results = Results::read(&[&pa, &pb], Duration::from_secs(120)).await;
+    println!("{}", results.line(&format!("host-xmpp-{kind}")));
+    for (name, (result, detail)) in &results.cases {
         println!("  {result:5} {name} {detail}");
     }
+    let (p, f) = (results.count("pass"), results.count("fail"));
+    let results = &results.cases;
     assert_eq!(f, 0, "failed cases: {results:?}");
     assert!(p >= 16, "too few cases ran: {results:?}");
     for name in [
@@ -425,7 +389,7 @@ async fn screenshot_of_the_board_app() {
         while q.eval("return board.peers().length", vec![]).await == json!(0) {
             p.eval("board.hello()", vec![]).await;
             assert!(Instant::now() < deadline, "the boards never met");
-            pause(q, 100).await;
+            q.pause(100).await;
         }
     }
     // Alice draws a house, Bob a sun and a path; each sees the other's.

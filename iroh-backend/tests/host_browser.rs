@@ -16,13 +16,13 @@
 //! No sleeps synchronise anything: the tests wait for page state with a
 //! bounded polling wait, or send until received.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
 use iroh_backend::{IrohHostChat, Variant};
 use serde_json::json;
+use test_browser::conformance::Results;
 use test_browser::{serial, Page};
 use webxdc_host::transport::{Realtime, RealtimeEvent, TransportError, Update, UpdateEvent};
 use webxdc_host::{App, Origin, Transport};
@@ -79,18 +79,6 @@ async fn serve(chat: &IrohHostChat, name: &str, app: &Arc<App>, instance: &str) 
         .expect("serve")
 }
 
-/// The interval between two copies in a send-until-received loop (not a
-/// synchronisation: the loop checks the page's state after it).
-async fn pause(page: &Page, ms: u64) {
-    let _ = page
-        .client
-        .execute_async(
-            "const done = arguments[arguments.length - 1]; setTimeout(done, arguments[0]);",
-            vec![json!(ms)],
-        )
-        .await;
-}
-
 // ----- the conformance app -----------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,37 +91,10 @@ async fn conformance_app_over_iroh() {
         serve(&chat, "alice", &app, instance).await,
         serve(&chat, "bob", &app, instance).await,
     );
-    let started = Instant::now();
     let (pa, pb) = tokio::join!(Page::open(oa.url()), Page::open(ob.url()));
-    let mut results: BTreeMap<String, (String, String)> = Default::default();
-    for page in [&pa, &pb] {
-        page.wait_for(
-            "the conformance run",
-            "window.conformance && window.conformance.done",
-            Duration::from_secs(120),
-        )
-        .await;
-        let r = page.eval("return window.conformance.results", vec![]).await;
-        let r = r.as_object().expect("results").clone();
-        for (name, v) in r {
-            let result = v["result"].as_str().unwrap_or("?").to_owned();
-            let detail = v["detail"].as_str().unwrap_or("").to_owned();
-            // A case fails if it failed on either page.
-            let entry = results
-                .entry(name)
-                .or_insert((result.clone(), detail.clone()));
-            if result == "fail" {
-                *entry = (result, detail);
-            }
-        }
-    }
-    let count = |r: &str| results.values().filter(|(x, _)| x == r).count();
-    let (p, f, s) = (count("pass"), count("fail"), count("skip"));
-    println!(
-        "conformance backend=host-iroh passed={p} failed={f} skipped={s} ({} ms)",
-        started.elapsed().as_millis()
-    );
-    for (name, (result, detail)) in &results {
+    let results = Results::read(&[&pa, &pb], Duration::from_secs(120)).await;
+    println!("{}", results.line("host-iroh"));
+    for (name, (result, detail)) in &results.cases {
         let store = if UPDATE_CASES.contains(&name.as_str()) {
             " [status updates: in-process store, not Iroh]"
         } else {
@@ -141,6 +102,8 @@ async fn conformance_app_over_iroh() {
         };
         println!("  {result:5} {name} {detail}{store}");
     }
+    let (p, f) = (results.count("pass"), results.count("fail"));
+    let results = &results.cases;
     assert_eq!(f, 0, "failed cases: {results:?}");
     assert!(p >= 16, "too few cases ran: {results:?}");
     // What the XMPP host test asserts, and the other realtime cases.
@@ -199,7 +162,7 @@ async fn board_app_both_directions_over_iroh() {
         while q.eval("return board.peers().length", vec![]).await == json!(0) {
             p.eval("board.hello()", vec![]).await;
             assert!(Instant::now() < deadline, "the boards never met");
-            pause(q, 100).await;
+            q.pause(100).await;
         }
     }
     assert_eq!(

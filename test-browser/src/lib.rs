@@ -198,6 +198,19 @@ impl Page {
         self.client.goto(url).await.expect("navigation");
     }
 
+    /// Lets `ms` milliseconds pass in the page: the interval between two
+    /// copies of a send-until-received loop, never a synchronisation (the
+    /// loop checks the page's state after it).
+    pub async fn pause(&self, ms: u64) {
+        let _ = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; setTimeout(done, arguments[0]);",
+                vec![json!(ms)],
+            )
+            .await;
+    }
+
     /// A PNG of the page as shown.
     pub async fn screenshot(&self) -> Vec<u8> {
         self.client.screenshot().await.expect("a screenshot")
@@ -240,6 +253,80 @@ impl Drop for Page {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The results of the project's conformance webxdc app
+/// (`host/apps/conformance`), as its pages show them.
+pub mod conformance {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+
+    use super::Page;
+
+    /// Every case's result (`pass`, `fail`, `skip`) and detail, over all
+    /// the pages of one run: a case failed if it failed on any page.
+    #[derive(Debug, Default)]
+    pub struct Results {
+        /// Case name to (result, detail).
+        pub cases: BTreeMap<String, (String, String)>,
+        /// From the first wait to the last page's end.
+        pub elapsed: Duration,
+    }
+
+    impl Results {
+        /// Waits (at most `timeout` per page) until every page has run
+        /// the app's cases, then reads them.
+        pub async fn read(pages: &[&Page], timeout: Duration) -> Results {
+            let started = Instant::now();
+            let mut cases: BTreeMap<String, (String, String)> = BTreeMap::new();
+            for page in pages {
+                page.wait_for(
+                    "the conformance run",
+                    "window.conformance && window.conformance.done",
+                    timeout,
+                )
+                .await;
+                let r = page.eval("return window.conformance.results", vec![]).await;
+                let r = r.as_object().cloned().unwrap_or_default();
+                for (name, v) in r {
+                    let result = v["result"].as_str().unwrap_or("?").to_owned();
+                    let detail = v["detail"].as_str().unwrap_or("").to_owned();
+                    let entry = cases
+                        .entry(name)
+                        .or_insert((result.clone(), detail.clone()));
+                    if result == "fail" {
+                        *entry = (result, detail);
+                    }
+                }
+            }
+            Results {
+                cases,
+                elapsed: started.elapsed(),
+            }
+        }
+
+        /// How many cases ended with `result`.
+        pub fn count(&self, result: &str) -> usize {
+            self.cases.values().filter(|(r, _)| r == result).count()
+        }
+
+        /// The result of case `name`, if it ran.
+        pub fn result(&self, name: &str) -> Option<&str> {
+            self.cases.get(name).map(|(r, _)| r.as_str())
+        }
+
+        /// The suite's summary line for `backend`, as the Rust runner
+        /// prints it: `conformance backend=… passed= failed= skipped=`.
+        pub fn line(&self, backend: &str) -> String {
+            format!(
+                "conformance backend={backend} passed={} failed={} skipped={} ({} ms)",
+                self.count("pass"),
+                self.count("fail"),
+                self.count("skip"),
+                self.elapsed.as_millis()
+            )
         }
     }
 }
