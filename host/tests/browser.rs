@@ -212,6 +212,11 @@ async fn isolation_oversize_exact_bytes_prosody() {
     isolation(ServerKind::Prosody).await;
 }
 
+#[tokio::test]
+async fn isolation_oversize_exact_bytes_ejabberd() {
+    isolation(ServerKind::Ejabberd).await;
+}
+
 // ----- status updates ------------------------------------------------------------
 
 async fn updates(kind: ServerKind) {
