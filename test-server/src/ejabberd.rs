@@ -280,7 +280,7 @@ fn erlang_paths() -> io::Result<(PathBuf, String)> {
 
 /// The whole `ejabberd.yml`.
 fn config_text(cfg: &ServerConfig<'_>, port: u16) -> String {
-    let tls = cfg.certs.is_some();
+    let tls = cfg.c2s_tls && cfg.certs.is_some();
     let mut c = String::new();
     let _ = write!(
         c,

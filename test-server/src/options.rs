@@ -60,17 +60,28 @@ pub struct Options {
     /// plaintext authentication (including SASL PLAIN).
     pub tls: bool,
     /// Offer XEP-0363 HTTP file upload on a free `127.0.0.1` HTTP port
-    /// (plain HTTP; see [`TestServer::http_upload`](crate::TestServer::http_upload)).
+    /// (plain HTTP unless [`http_upload_tls`](Options::http_upload_tls); see [`TestServer::http_upload`](crate::TestServer::http_upload)).
     ///
     /// Prosody only: `mod_http_file_share` as the component
     /// `upload.localhost` (10 MiB per file), its slot URLs pointing at
     /// `http://127.0.0.1:PORT/`. ejabberd refuses this option
     /// ([`std::io::ErrorKind::Unsupported`]).
     pub http_upload: bool,
+    /// Offer XEP-0363 HTTP file upload over HTTPS instead (implies
+    /// `http_upload`): the upload's port speaks TLS with a certificate for
+    /// `localhost` signed by the throwaway CA (generated as for
+    /// [`tls`](Options::tls), see
+    /// [`TestServer::ca_file`](crate::TestServer::ca_file)), and slot URLs
+    /// are `https://localhost:PORT/…` so that a client checks the
+    /// certificate for the name in the URL. c2s TLS stays as `tls` says.
+    ///
+    /// Prosody only (`https_ports` on `127.0.0.1` with `https_ssl`).
+    pub http_upload_tls: bool,
 }
 
 impl Options {
-    /// Defaults for `kind`: no MUC archive, no rate limit, no TLS, no upload.
+    /// Defaults for `kind`: no MUC archive, no rate limit, no TLS, no upload
+    /// (neither plain nor HTTPS).
     pub fn new(kind: ServerKind) -> Self {
         Options {
             kind,
@@ -78,6 +89,7 @@ impl Options {
             c2s_rate_limit: None,
             tls: false,
             http_upload: false,
+            http_upload_tls: false,
         }
     }
 

@@ -148,7 +148,8 @@ fn config_text(
     plugins: &Path,
     certs_dir: &Path,
 ) -> String {
-    let tls = cfg.certs.is_some();
+    let tls = cfg.c2s_tls && cfg.certs.is_some();
+    let https = cfg.https && cfg.certs.is_some();
     let mut modules = vec![
         "roster",
         "saslauth",
@@ -180,8 +181,8 @@ plugin_paths = {{ {plugins} }}
 certificates = {certs_dir}
 log = {{ {level} = {log} }}
 
--- Loopback only: no s2s, component ports or direct TLS; HTTP only for the
--- upload service when asked for.
+-- Loopback only: no s2s, component ports or direct TLS; HTTP (or HTTPS)
+-- only for the upload service when asked for.
 interfaces = {{ "127.0.0.1" }}
 local_interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {port} }}
@@ -191,7 +192,8 @@ s2s_ports = {{ }}
 component_ports = {{ }}
 http_ports = {{ {http_ports} }}
 http_interfaces = {{ "127.0.0.1" }}
-https_ports = {{ }}
+https_ports = {{ {https_ports} }}
+https_interfaces = {{ "127.0.0.1" }}
 
 -- Realtime traffic is many small stanzas: with Nagle's algorithm on (the
 -- default) a small write waits for the peer's delayed ACK, adding about
@@ -213,19 +215,34 @@ allow_unencrypted_plain_auth = {plain}
         certs_dir = lua_path(certs_dir),
         log = lua_path(&layout.server_log),
         plain = !tls,
-        http_ports = cfg.http_port.map(|p| p.to_string()).unwrap_or_default(),
+        http_ports = cfg
+            .http_port
+            .filter(|_| !https)
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        https_ports = cfg
+            .http_port
+            .filter(|_| https)
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
     );
     if cfg.http_port.is_some() {
         // Requests to 127.0.0.1:PORT carry no upload host name.
         let _ = writeln!(c, "http_default_host = {}", lua_string(UPLOAD_DOMAIN));
     }
     if let Some(certs) = cfg.certs {
-        let _ = writeln!(
-            c,
-            "ssl = {{ certificate = {}; key = {}; }}",
+        let ssl = format!(
+            "{{ certificate = {}; key = {}; }}",
             lua_path(&certs.cert),
             lua_path(&certs.key)
         );
+        if tls {
+            let _ = writeln!(c, "ssl = {ssl}");
+        }
+        if https {
+            // The upload's port: the certificate for localhost.
+            let _ = writeln!(c, "https_ssl = {ssl}");
+        }
     }
     if let Some(rate) = cfg.rate {
         // As in Debian's stock prosody.cfg.lua (default burst: 2 s).
@@ -258,16 +275,23 @@ Component {muc} "muc"
     }
     if let Some(http) = cfg.http_port {
         // Slot URLs must name the loopback port, whatever Host header a
-        // client sends; any Host is served by the upload component.
+        // client sends; any Host is served by the upload component. Over
+        // HTTPS they name localhost, the name the certificate is for.
+        let (scheme, host) = if https {
+            ("https", DOMAIN)
+        } else {
+            ("http", "127.0.0.1")
+        };
         let _ = write!(
             c,
             r#"
 Component {upload} "http_file_share"
 	http_file_share_size_limit = 10 * 1024 * 1024
-	http_external_url = "http://127.0.0.1:{http}/"
-	http_host = "127.0.0.1"
+	http_external_url = "{scheme}://{host}:{http}/"
+	http_host = {host_lua}
 "#,
             upload = lua_string(UPLOAD_DOMAIN),
+            host_lua = lua_string(host),
         );
     }
     c
@@ -320,6 +344,63 @@ mod tests {
             "conference%2elocalhost"
         );
         assert_eq!(path_encode("a-b_c"), "a%2db%5fc");
+    }
+
+    fn config(certs: Option<&crate::tls::Certs>, c2s_tls: bool, https: bool) -> String {
+        let root = Path::new("/tmp/xts");
+        let cfg = ServerConfig {
+            root,
+            muc_archive: false,
+            rate: None,
+            certs,
+            c2s_tls,
+            debug: false,
+            http_port: Some(5281),
+            https,
+        };
+        let layout = Layout {
+            root: root.into(),
+            server_log: root.join("p.log"),
+            console_log: root.join("c.log"),
+        };
+        config_text(&cfg, 5222, &layout, root, root, root)
+    }
+
+    #[test]
+    fn upload_over_http_or_https() {
+        let certs = crate::tls::Certs {
+            ca: "/c/ca.pem".into(),
+            cert: "/c/localhost.crt".into(),
+            key: "/c/localhost.key".into(),
+        };
+        let plain = config(None, false, false);
+        assert!(plain.contains("http_ports = { 5281 }"), "{plain}");
+        assert!(plain.contains("https_ports = {  }"), "{plain}");
+        assert!(plain.contains("http_external_url = \"http://127.0.0.1:5281/\""));
+        assert!(!plain.contains("ssl ="), "{plain}");
+
+        // HTTPS upload without c2s TLS: the certificate for the HTTPS port
+        // only, no STARTTLS.
+        let https = config(Some(&certs), false, true);
+        assert!(https.contains("http_ports = {  }"), "{https}");
+        assert!(https.contains("https_ports = { 5281 }"), "{https}");
+        assert!(https.contains("https_interfaces = { \"127.0.0.1\" }"));
+        assert!(
+            https.contains(
+                "https_ssl = { certificate = \"/c/localhost.crt\"; key = \"/c/localhost.key\"; }"
+            ),
+            "{https}"
+        );
+        assert!(!https.contains("\nssl ="), "{https}");
+        assert!(!https.contains("\"tls\""), "{https}");
+        assert!(https.contains("c2s_require_encryption = false"), "{https}");
+        assert!(https.contains("http_external_url = \"https://localhost:5281/\""));
+
+        // Both.
+        let both = config(Some(&certs), true, true);
+        assert!(both.contains("\nssl = {"), "{both}");
+        assert!(both.contains("https_ssl = {"), "{both}");
+        assert!(both.contains("c2s_require_encryption = true"), "{both}");
     }
 
     #[test]

@@ -95,7 +95,8 @@ impl TestServer {
             .tempdir()
             .map_err(|e| annotate(e, "cannot create the temporary directory"))?;
         let root = dir.path().to_path_buf();
-        if opts.http_upload && opts.kind != ServerKind::Prosody {
+        let upload = opts.http_upload || opts.http_upload_tls;
+        if upload && opts.kind != ServerKind::Prosody {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!(
@@ -104,12 +105,12 @@ impl TestServer {
                 ),
             ));
         }
-        let http_port = if opts.http_upload {
+        let http_port = if upload {
             Some(net::PortLease::new()?)
         } else {
             None
         };
-        let certs = if opts.tls {
+        let certs = if opts.tls || opts.http_upload_tls {
             Some(tls::generate(&root.join("tls"))?)
         } else {
             None
@@ -119,8 +120,10 @@ impl TestServer {
             muc_archive: opts.muc_archive,
             rate,
             certs: certs.as_ref(),
+            c2s_tls: opts.tls,
             debug,
             http_port: http_port.as_ref().map(net::PortLease::port),
+            https: opts.http_upload_tls,
         };
         let (backend, layout) = match opts.kind {
             ServerKind::Prosody => {
@@ -163,8 +166,9 @@ impl TestServer {
     }
 
     /// The XEP-0363 upload service and the address of its HTTP server,
-    /// when [`Options::http_upload`] is set: `("upload.localhost",
-    /// 127.0.0.1:PORT)`. Slots it hands out are `http://127.0.0.1:PORT/…`.
+    /// when [`Options::http_upload`] (or [`Options::http_upload_tls`]) is
+    /// set: `("upload.localhost", 127.0.0.1:PORT)`. Slots it hands out
+    /// start with [`TestServer::http_upload_url`].
     pub fn http_upload(&self) -> Option<(&str, SocketAddr)> {
         self.http_port.as_ref().map(|p| {
             (
@@ -174,9 +178,21 @@ impl TestServer {
         })
     }
 
+    /// Where the upload's slot URLs start, when upload is offered:
+    /// `http://127.0.0.1:PORT/`, or with [`Options::http_upload_tls`]
+    /// `https://localhost:PORT/` (the name the certificate is for).
+    pub fn http_upload_url(&self) -> Option<String> {
+        let port = self.http_port.as_ref()?.port();
+        Some(if self.opts.http_upload_tls {
+            format!("https://{DOMAIN}:{port}/")
+        } else {
+            format!("http://127.0.0.1:{port}/")
+        })
+    }
+
     /// The PEM file of the throwaway CA that signed the server certificate
     /// (for `localhost` and `conference.localhost`), when [`Options::tls`]
-    /// is set.
+    /// or [`Options::http_upload_tls`] is set.
     pub fn ca_file(&self) -> Option<&Path> {
         self.ca_file.as_deref()
     }
@@ -323,10 +339,15 @@ pub(crate) struct ServerConfig<'a> {
     pub(crate) root: &'a Path,
     pub(crate) muc_archive: bool,
     pub(crate) rate: Option<&'a RateLimit>,
+    /// The throwaway certificates, when c2s TLS or HTTPS upload needs them.
     pub(crate) certs: Option<&'a tls::Certs>,
+    /// Require STARTTLS on c2s (with `certs`).
+    pub(crate) c2s_tls: bool,
     pub(crate) debug: bool,
     /// The HTTP port of the upload service, if one is offered.
     pub(crate) http_port: Option<u16>,
+    /// The upload's port speaks HTTPS (with `certs`), not HTTP.
+    pub(crate) https: bool,
 }
 
 #[cfg(test)]
