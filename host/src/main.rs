@@ -49,7 +49,8 @@ usage:
       one whose instance is THREAD) and serves it in that instance. APP,
       when given (before --open), is served as --instance if there is
       nothing to open.
-      Only http:// uploads are supported, not https:// nor encrypted ones.
+      Uploads are https:// (certificate checked against the system's roots;
+      plain http:// only to a loopback address), not encrypted (aesgcm://).
   webxdc-host pack APP-DIR OUT.xdc
       Checks the app in APP-DIR and packs it into a .xdc file.";
 
@@ -524,7 +525,7 @@ async fn real(run: RealRun) -> Result<(), String> {
                     );
                     (app, shared.thread)
                 }
-                Err(e @ (ShareError::NoUploadService | ShareError::Https { .. })) => {
+                Err(e @ (ShareError::NoUploadService | ShareError::Cleartext { .. })) => {
                     fallback(format!("cannot share the app: {e}"))?
                 }
                 Err(e) => return Err(format!("cannot share the app: {e}")),

@@ -8,12 +8,22 @@
 //! the bytes of a `.xdc`; [`open`] downloads a shared app and loads it, so
 //! that a Cheogram user and a user of this host meet in one instance.
 //!
-//! HTTP here is plain `http://` only, through hyper-util's client: this
-//! host has no TLS HTTP client yet, so an `https://` upload or download is
-//! refused with [`ShareError::Https`], and an encrypted (`aesgcm://`,
-//! OMEMO) file with [`ShareError::Encrypted`]. Nothing is pretended: a
-//! share either went out with a URL that was PUT successfully, or fails
-//! with a typed error.
+//! HTTP goes through hyper-util's client over TLS (rustls with the ring
+//! provider, hyper-rustls' connector): an `https://` server's certificate
+//! is checked against the system's trusted roots, loaded with
+//! `rustls-native-certs` for every request (the same roots, and the same
+//! `SSL_CERT_FILE`/`SSL_CERT_DIR` overrides, as the library's XMPP
+//! connection), for the URL's host name; there is no way to skip the check.
+//! A refused certificate is [`ShareError::Certificate`], another failed
+//! handshake [`ShareError::Tls`].
+//! Plain `http://` is taken only when the URL's host is a loopback address
+//! (`127.0.0.0/8`, `::1`, `localhost`), as a test server's is: to any other
+//! host it is refused with [`ShareError::Cleartext`] before connecting, as
+//! a slot's `Authorization` header or the app itself must not cross a
+//! network in the clear. An encrypted (`aesgcm://`, OMEMO) file is refused
+//! with [`ShareError::Encrypted`]. Nothing is pretended: a share either
+//! went out with a URL that was PUT successfully, or fails with a typed
+//! error.
 //!
 //! Everything is bounded: each XMPP exchange and each HTTP request has a
 //! timeout ([`XMPP_TIMEOUT`], [`CONNECT_TIMEOUT`], [`RESPONSE_TIMEOUT`],
@@ -23,12 +33,15 @@
 //! a server cannot make the host hold more than that in memory.
 
 use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Uri};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
@@ -64,11 +77,58 @@ pub enum ShareError {
     /// Finding the upload service or getting a slot failed.
     #[error("the upload service: {0}")]
     Upload(UploadError),
-    /// The URL is `https://`: this host has no TLS HTTP client yet.
-    #[error("https uploads are not supported by this host yet (it has no TLS HTTP client): {url}")]
-    Https {
+    /// The URL is plain `http://` to a host that is not a loopback
+    /// address: refused before connecting, as the slot's headers and the
+    /// app would cross the network in the clear.
+    #[error(
+        "refusing plain http:// to {host}: only https:// is used, except for a server on a \
+         loopback address (127.0.0.0/8, ::1, localhost): {url}"
+    )]
+    Cleartext {
         /// The URL.
         url: String,
+        /// Its host.
+        host: String,
+    },
+    /// There are no trusted root certificates to check an `https://`
+    /// server against (none in the system's store, or none readable in
+    /// `SSL_CERT_FILE`/`SSL_CERT_DIR`).
+    #[error(
+        "no trusted root certificates to check {url} against (the system's store, or \
+         SSL_CERT_FILE/SSL_CERT_DIR): {reason}"
+    )]
+    NoTrustedRoots {
+        /// The URL.
+        url: String,
+        /// What loading the roots said.
+        reason: String,
+    },
+    /// The `https://` server's certificate was refused: not signed by a
+    /// trusted root (`UnknownIssuer`, `BadSignature`), not for the URL's
+    /// host ("certificate not valid for name"), expired, or none at all.
+    /// Nothing was sent.
+    #[error(
+        "HTTP {method} {url}: the server's certificate is refused (nothing was sent): {reason}"
+    )]
+    Certificate {
+        /// `PUT` or `GET`.
+        method: &'static str,
+        /// The URL.
+        url: String,
+        /// What rustls said (`invalid peer certificate: UnknownIssuer`, …).
+        reason: String,
+    },
+    /// The TLS handshake with an `https://` server failed for another
+    /// reason (no common protocol version or cipher suite, a broken
+    /// handshake).
+    #[error("HTTP {method} {url}: TLS failed (nothing was sent): {reason}")]
+    Tls {
+        /// `PUT` or `GET`.
+        method: &'static str,
+        /// The URL.
+        url: String,
+        /// What rustls said.
+        reason: String,
     },
     /// The URL is an encrypted upload (`aesgcm://`, as OMEMO clients
     /// send): not supported.
@@ -77,8 +137,9 @@ pub enum ShareError {
         /// The URL.
         url: String,
     },
-    /// The URL is not a plain `http://` URL with a host.
-    #[error("{url:?} is not an http:// URL this host can fetch: {reason}")]
+    /// The URL is not an `https://` (or loopback `http://`) URL with a
+    /// host.
+    #[error("{url:?} is not an https:// URL this host can fetch: {reason}")]
     BadUrl {
         /// The URL.
         url: String,
@@ -208,7 +269,7 @@ pub async fn download(shared: &SharedApp, limits: Limits) -> Result<Vec<u8>, Sha
     let url = &shared.url;
     let limit = limits.max_total.saturating_mul(2);
     if shared.size.is_some_and(|size| size > limit) {
-        plain_http(url)?;
+        checked_url(url)?;
         return Err(ShareError::TooLarge {
             url: url.clone(),
             limit,
@@ -252,9 +313,10 @@ async fn within<T>(what: &str, f: impl Future<Output = T>) -> Result<T, ShareErr
         })
 }
 
-/// `url` if it is a plain `http://` URL with a host; the typed refusal of
-/// `https://` and `aesgcm://` otherwise.
-fn plain_http(url: &str) -> Result<Uri, ShareError> {
+/// `url` if this host fetches it: `https://` with a host, or `http://` to
+/// a loopback host; the typed refusal of anything else (`aesgcm://`, plain
+/// `http://` to another host).
+fn checked_url(url: &str) -> Result<Uri, ShareError> {
     let scheme = url
         .split_once("://")
         .map(|(s, _)| s.to_ascii_lowercase())
@@ -264,34 +326,141 @@ fn plain_http(url: &str) -> Result<Uri, ShareError> {
         reason: reason.to_owned(),
     };
     match scheme.as_str() {
-        "http" => {}
-        "https" => {
-            return Err(ShareError::Https {
-                url: url.to_owned(),
-            })
-        }
+        "http" | "https" => {}
         "aesgcm" => {
             return Err(ShareError::Encrypted {
                 url: url.to_owned(),
             })
         }
-        _ => return Err(bad("only http:// is supported")),
+        _ => {
+            return Err(bad(
+                "only https:// (and http:// to a loopback address) is supported",
+            ))
+        }
     }
     let uri: Uri = url
         .parse()
         .map_err(|e: hyper::http::uri::InvalidUri| bad(&e.to_string()))?;
-    if uri.host().is_none_or(str::is_empty) {
+    let host = uri.host().unwrap_or_default();
+    if host.is_empty() {
         return Err(bad("no host"));
+    }
+    if scheme == "http" && !is_loopback(host) {
+        return Err(ShareError::Cleartext {
+            url: url.to_owned(),
+            host: host.to_owned(),
+        });
     }
     Ok(uri)
 }
 
-fn http_client() -> HttpClient<HttpConnector, Full<Bytes>> {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    HttpClient::builder(TokioExecutor::new())
+/// Whether `host` (a URI's host: an IPv6 address in brackets) is
+/// `localhost` or a loopback address (`127.0.0.0/8`, `::1`).
+fn is_loopback(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let ip = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+type Https = HttpsConnector<HttpConnector>;
+
+/// A client for `uri`: for `https://`, TLS with the ring provider and the
+/// system's trusted roots (loaded now, so `SSL_CERT_FILE` is read as the
+/// library's XMPP connection reads it); for `http://` (loopback only, see
+/// [`checked_url`]) no roots are needed.
+fn http_client(uri: &Uri, url: &str) -> Result<HttpClient<Https, Full<Bytes>>, ShareError> {
+    let mut roots = rustls::RootCertStore::empty();
+    if uri.scheme() == Some(&hyper::http::uri::Scheme::HTTPS) {
+        let found = rustls_native_certs::load_native_certs();
+        let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+        if added == 0 {
+            let reason = if found.errors.is_empty() {
+                "none found".to_owned()
+            } else {
+                found
+                    .errors
+                    .iter()
+                    .map(|e| reason(e))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            return Err(ShareError::NoTrustedRoots {
+                url: url.to_owned(),
+                reason,
+            });
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ShareError::NoTrustedRoots {
+            url: url.to_owned(),
+            reason: format!("the TLS configuration: {e}"),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    http.enforce_http(false);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(HttpClient::builder(TokioExecutor::new())
         .pool_max_idle_per_host(0)
-        .build(connector)
+        .build(connector))
+}
+
+/// The error of a failed request: [`ShareError::Certificate`] or
+/// [`ShareError::Tls`] when rustls refused (somewhere in its sources, boxed
+/// in `io::Error`s), else [`ShareError::Http`].
+fn request_error(
+    method: &'static str,
+    url: &str,
+    e: &(dyn std::error::Error + 'static),
+) -> ShareError {
+    fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+        if let Some(t) = e.downcast_ref::<rustls::Error>() {
+            return Some(t);
+        }
+        // io::Error's source() skips the error it wraps: look inside.
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if let Some(t) = tls_error(inner) {
+                return Some(t);
+            }
+        }
+        e.source().and_then(tls_error)
+    }
+    match tls_error(e) {
+        Some(
+            t @ (rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::InvalidCertRevocationList(_)),
+        ) => ShareError::Certificate {
+            method,
+            url: url.to_owned(),
+            reason: t.to_string(),
+        },
+        Some(t) => ShareError::Tls {
+            method,
+            url: url.to_owned(),
+            reason: t.to_string(),
+        },
+        None => ShareError::Http {
+            method,
+            url: url.to_owned(),
+            reason: reason(e),
+        },
+    }
 }
 
 /// An error with its sources, for a person to read.
@@ -309,7 +478,8 @@ fn reason(e: &(dyn std::error::Error + 'static)) -> String {
 /// PUTs `body` to `url` with the slot's headers (only `Authorization`,
 /// `Cookie` and `Expires`, as XEP-0363 allows and Cheogram passes on).
 async fn put(url: &str, headers: &[(String, String)], body: &[u8]) -> Result<(), ShareError> {
-    let uri = plain_http(url)?;
+    let uri = checked_url(url)?;
+    let client = http_client(&uri, url)?;
     let http_err = |reason: String| ShareError::Http {
         method: "PUT",
         url: url.to_owned(),
@@ -333,13 +503,13 @@ async fn put(url: &str, headers: &[(String, String)], body: &[u8]) -> Result<(),
     let request = request
         .body(Full::new(Bytes::copy_from_slice(body)))
         .map_err(|e| http_err(reason(&e)))?;
-    let response = tokio::time::timeout(RESPONSE_TIMEOUT, http_client().request(request))
+    let response = tokio::time::timeout(RESPONSE_TIMEOUT, client.request(request))
         .await
         .map_err(|_| ShareError::Timeout {
             what: format!("HTTP PUT {url}"),
             after: RESPONSE_TIMEOUT,
         })?
-        .map_err(|e| http_err(reason(&e)))?;
+        .map_err(|e| request_error("PUT", url, &e))?;
     if !response.status().is_success() {
         return Err(ShareError::Status {
             method: "PUT",
@@ -353,7 +523,8 @@ async fn put(url: &str, headers: &[(String, String)], body: &[u8]) -> Result<(),
 /// GETs `url`, reading at most `limit` bytes of its body: one more is
 /// [`ShareError::TooLarge`], and the rest is never read.
 async fn get(url: &str, limit: u64) -> Result<Vec<u8>, ShareError> {
-    let uri = plain_http(url)?;
+    let uri = checked_url(url)?;
+    let client = http_client(&uri, url)?;
     let http_err = |reason: String| ShareError::Http {
         method: "GET",
         url: url.to_owned(),
@@ -372,12 +543,11 @@ async fn get(url: &str, limit: u64) -> Result<Vec<u8>, ShareError> {
         .uri(uri)
         .body(Full::new(Bytes::new()))
         .map_err(|e| http_err(reason(&e)))?;
-    let client = http_client();
     let deadline = tokio::time::Instant::now() + DOWNLOAD_TIMEOUT;
     let response = tokio::time::timeout(RESPONSE_TIMEOUT, client.request(request))
         .await
         .map_err(|_| timeout(RESPONSE_TIMEOUT))?
-        .map_err(|e| http_err(reason(&e)))?;
+        .map_err(|e| request_error("GET", url, &e))?;
     if !response.status().is_success() {
         return Err(ShareError::Status {
             method: "GET",
@@ -426,30 +596,103 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_plain_http_urls_are_fetched() {
-        assert!(plain_http("http://127.0.0.1:5280/f/a.xdc").is_ok());
+    fn https_anywhere_and_plain_http_only_to_loopback() {
+        for ok in [
+            "https://upload.example.org/f/a.xdc",
+            "HTTPS://upload.example.org:8443/f/a.xdc",
+            "https://127.0.0.1/f/a.xdc",
+            "http://127.0.0.1:5280/f/a.xdc",
+            "http://127.3.4.5/f/a.xdc",
+            "http://localhost:5280/f/a.xdc",
+            "HTTP://LocalHost/f/a.xdc",
+            "http://[::1]:5280/f/a.xdc",
+        ] {
+            assert!(checked_url(ok).is_ok(), "{ok}");
+        }
+        for (cleartext, host) in [
+            ("http://upload.example.org/f/a.xdc", "upload.example.org"),
+            (
+                "HTTP://upload.example.org:5280/f/a.xdc",
+                "upload.example.org",
+            ),
+            ("http://192.168.1.2:5280/f/a.xdc", "192.168.1.2"),
+            ("http://10.0.0.1/f/a.xdc", "10.0.0.1"),
+            ("http://128.0.0.1/f/a.xdc", "128.0.0.1"),
+            ("http://[::2]/f/a.xdc", "[::2]"),
+            ("http://[::ffff:127.0.0.1]/f/a.xdc", "[::ffff:127.0.0.1]"),
+            (
+                "http://localhost.example.org/f/a.xdc",
+                "localhost.example.org",
+            ),
+            ("http://foo.localhost/f/a.xdc", "foo.localhost"),
+            (
+                "http://127.0.0.1.example.org/f/a.xdc",
+                "127.0.0.1.example.org",
+            ),
+            ("http://0.0.0.0/f/a.xdc", "0.0.0.0"),
+        ] {
+            match checked_url(cleartext) {
+                Err(ShareError::Cleartext { url, host: h }) => {
+                    assert_eq!(url, cleartext);
+                    assert_eq!(h, host);
+                }
+                other => panic!("{cleartext}: {other:?}"),
+            }
+        }
+        let err = checked_url("http://upload.example.org/f/a.xdc").unwrap_err();
+        assert!(err.to_string().contains("refusing plain http://"), "{err}");
         assert!(matches!(
-            plain_http("https://upload.example.org/f/a.xdc"),
-            Err(ShareError::Https { .. })
-        ));
-        assert!(matches!(
-            plain_http("HTTPS://upload.example.org/f/a.xdc"),
-            Err(ShareError::Https { .. })
-        ));
-        assert!(matches!(
-            plain_http("aesgcm://upload.example.org/f/a.xdc#00ff"),
+            checked_url("aesgcm://upload.example.org/f/a.xdc#00ff"),
             Err(ShareError::Encrypted { .. })
         ));
         for bad in [
             "ftp://x/a.xdc",
             "a.xdc",
             "http:///a.xdc",
+            "https:///a.xdc",
             "http://exa mple/a",
         ] {
             assert!(
-                matches!(plain_http(bad), Err(ShareError::BadUrl { .. })),
+                matches!(checked_url(bad), Err(ShareError::BadUrl { .. })),
                 "{bad}"
             );
+        }
+    }
+
+    /// The refusal comes before any connection: a PUT with a password in
+    /// its headers to a non-loopback plain-http URL fails at once, and so
+    /// does a download. (`0.0.0.0` is no loopback address, yet a
+    /// connection to it would stay on this machine, should the check fail.)
+    #[tokio::test]
+    async fn plain_http_to_another_host_is_refused_before_connecting() {
+        let url = "http://0.0.0.0:9/f/a.xdc";
+        let headers = [("Authorization".to_owned(), "Basic c2VjcmV0".to_owned())];
+        let err = put(url, &headers, b"app").await.unwrap_err();
+        assert!(matches!(err, ShareError::Cleartext { .. }), "{err:?}");
+        let err = get(url, 1 << 20).await.unwrap_err();
+        assert!(matches!(err, ShareError::Cleartext { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for yes in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.255.0.9",
+            "[::1]",
+        ] {
+            assert!(is_loopback(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "[::]",
+            "0.0.0.0",
+            "1.2.3.4",
+            "localhost.",
+            "[::ffff:127.0.0.1]",
+        ] {
+            assert!(!is_loopback(no), "{no}");
         }
     }
 

@@ -6,8 +6,10 @@
 //! thread: two headless Chromium pages exchange realtime payloads both
 //! ways. Against a tiny local HTTP server: a file whose hash differs is
 //! refused, an oversize download stops at the limit (also an endless one),
-//! Content-Length and chunked bodies both load; an https URL is refused
-//! with its typed error, without any connection. The command itself:
+//! Content-Length and chunked bodies both load; plain http to a host that
+//! is not loopback and an aesgcm URL are refused with their typed errors,
+//! without any connection (HTTPS itself: `tests/share_tls.rs`). The
+//! command itself:
 //! `--share` on one account and `--open` on another meet in one instance;
 //! without upload, `--share` says so and serves the default instance.
 
@@ -257,15 +259,16 @@ async fn an_oversize_download_stops_at_the_limit() {
 }
 
 #[tokio::test]
-async fn https_encrypted_and_failed_downloads_get_typed_errors() {
-    let mut app = shared("https://upload.example.org/f/board.xdc".into(), b"x");
+async fn cleartext_encrypted_and_failed_downloads_get_typed_errors() {
+    // Plain http to a host that is not loopback: refused before any
+    // connection (and before any name lookup).
+    let mut app = shared("http://upload.example.org/f/board.xdc".into(), b"x");
     let err = share::open(&app, Limits::default()).await.unwrap_err();
-    assert!(matches!(err, ShareError::Https { .. }), "{err:?}");
     assert!(
-        err.to_string()
-            .contains("https uploads are not supported by this host yet"),
-        "{err}"
+        matches!(&err, ShareError::Cleartext { host, .. } if host == "upload.example.org"),
+        "{err:?}"
     );
+    assert!(err.to_string().contains("refusing plain http://"), "{err}");
     app.url = "aesgcm://upload.example.org/f/board.xdc#0011".into();
     let err = share::open(&app, Limits::default()).await.unwrap_err();
     assert!(matches!(err, ShareError::Encrypted { .. }), "{err:?}");
