@@ -373,7 +373,11 @@ type Https = HttpsConnector<HttpConnector>;
 /// system's trusted roots (loaded now, so `SSL_CERT_FILE` is read as the
 /// library's XMPP connection reads it); for `http://` (loopback only, see
 /// [`checked_url`]) no roots are needed.
-fn http_client(uri: &Uri, url: &str) -> Result<HttpClient<Https, Full<Bytes>>, ShareError> {
+fn http_client(
+    method: &'static str,
+    uri: &Uri,
+    url: &str,
+) -> Result<HttpClient<Https, Full<Bytes>>, ShareError> {
     let mut roots = rustls::RootCertStore::empty();
     if uri.scheme() == Some(&hyper::http::uri::Scheme::HTTPS) {
         let found = rustls_native_certs::load_native_certs();
@@ -398,7 +402,8 @@ fn http_client(uri: &Uri, url: &str) -> Result<HttpClient<Https, Full<Bytes>>, S
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ShareError::NoTrustedRoots {
+        .map_err(|e| ShareError::Tls {
+            method,
             url: url.to_owned(),
             reason: format!("the TLS configuration: {e}"),
         })?
@@ -479,7 +484,7 @@ fn reason(e: &(dyn std::error::Error + 'static)) -> String {
 /// `Cookie` and `Expires`, as XEP-0363 allows and Cheogram passes on).
 async fn put(url: &str, headers: &[(String, String)], body: &[u8]) -> Result<(), ShareError> {
     let uri = checked_url(url)?;
-    let client = http_client(&uri, url)?;
+    let client = http_client("PUT", &uri, url)?;
     let http_err = |reason: String| ShareError::Http {
         method: "PUT",
         url: url.to_owned(),
@@ -524,7 +529,7 @@ async fn put(url: &str, headers: &[(String, String)], body: &[u8]) -> Result<(),
 /// [`ShareError::TooLarge`], and the rest is never read.
 async fn get(url: &str, limit: u64) -> Result<Vec<u8>, ShareError> {
     let uri = checked_url(url)?;
-    let client = http_client(&uri, url)?;
+    let client = http_client("GET", &uri, url)?;
     let http_err = |reason: String| ShareError::Http {
         method: "GET",
         url: url.to_owned(),
