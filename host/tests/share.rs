@@ -389,7 +389,8 @@ async fn an_app_shared_by_one_host_is_opened_by_another_and_both_meet_in_it() {
         {
             p.eval("board.hello()", vec![]).await;
             assert!(Instant::now() < deadline, "the boards never met");
-            pause(q).await;
+            // The interval between two hellos, not a synchronisation.
+            q.pause(100).await;
         }
     }
     // A stroke each way, each seen by the other.
@@ -407,18 +408,6 @@ async fn an_app_shared_by_one_host_is_opened_by_another_and_both_meet_in_it() {
     ob.stop().await;
     alice.client.shutdown().await;
     bob.client.shutdown().await;
-}
-
-/// The interval between two hellos (not a synchronisation: the loop checks
-/// the page's state after it).
-async fn pause(page: &Page) {
-    let _ = page
-        .client
-        .execute_async(
-            "const done = arguments[arguments.length - 1]; setTimeout(done, 100);",
-            vec![],
-        )
-        .await;
 }
 
 // ----- the command: --share and --open on a "real" server ---------------------------
