@@ -75,16 +75,7 @@ enum Command {
         app: PathBuf,
         instance: Option<String>,
     },
-    Real {
-        app: Option<PathBuf>,
-        jid: String,
-        password: String,
-        room: String,
-        server: Option<String>,
-        instance: Option<String>,
-        plaintext: bool,
-        mode: Mode,
-    },
+    Real(RealRun),
     Pack {
         dir: PathBuf,
         out: PathBuf,
@@ -165,7 +156,7 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
             if mode == Mode::Instance && app.is_none() {
                 return Err(which.into());
             }
-            Ok(Command::Real {
+            Ok(Command::Real(RealRun {
                 app,
                 jid,
                 password,
@@ -174,7 +165,7 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
                 instance,
                 plaintext,
                 mode,
-            })
+            }))
         }
         _ if app.is_none() => Err(which.into()),
         _ => Err("a real server needs all of --jid, --password and --room".into()),
@@ -207,28 +198,7 @@ async fn main() -> ExitCode {
     let result = match command {
         Command::Pack { dir, out } => pack(dir, out),
         Command::Demo { app, instance } => demo(app, instance).await,
-        Command::Real {
-            app,
-            jid,
-            password,
-            room,
-            server,
-            instance,
-            plaintext,
-            mode,
-        } => {
-            real(RealRun {
-                app,
-                jid,
-                password,
-                room,
-                server,
-                instance,
-                plaintext,
-                mode,
-            })
-            .await
-        }
+        Command::Real(run) => real(run).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -439,6 +409,7 @@ async fn wait_for_share(
 }
 
 /// A real-server run, as the command line gives it.
+#[derive(Debug)]
 struct RealRun {
     app: Option<PathBuf>,
     jid: String,
@@ -696,11 +667,11 @@ mod tests {
         ));
         assert!(matches!(
             parse(args(&format!("board.xdc {REAL}"))),
-            Ok(Command::Real {
+            Ok(Command::Real(RealRun {
                 mode: Mode::Instance,
                 app: Some(_),
                 ..
-            })
+            }))
         ));
         assert!(parse(args("")).is_err());
         assert!(parse(args(REAL)).is_err(), "no app, no --open");
@@ -710,34 +681,34 @@ mod tests {
     fn share_and_open() {
         assert!(matches!(
             parse(args(&format!("board.xdc {REAL} --share"))),
-            Ok(Command::Real {
+            Ok(Command::Real(RealRun {
                 mode: Mode::Share,
                 ..
-            })
+            }))
         ));
         assert!(parse(args(&format!("{REAL} --share"))).is_err());
         assert!(matches!(
             parse(args(&format!("{REAL} --open"))),
-            Ok(Command::Real {
+            Ok(Command::Real(RealRun {
                 mode: Mode::Open(None),
                 app: None,
                 ..
-            })
+            }))
         ));
         assert!(matches!(
             parse(args(&format!("--open t-1 {REAL}"))),
-            Ok(Command::Real { mode: Mode::Open(Some(t)), app: None, .. }) if t == "t-1"
+            Ok(Command::Real(RealRun { mode: Mode::Open(Some(t)), app: None, .. })) if t == "t-1"
         ));
         assert!(matches!(
             parse(args(&format!(
                 "board.xdc {REAL} --open --plaintext --server 127.0.0.1:1"
             ))),
-            Ok(Command::Real {
+            Ok(Command::Real(RealRun {
                 mode: Mode::Open(None),
                 app: Some(_),
                 plaintext: true,
                 ..
-            })
+            }))
         ));
         assert!(parse(args(&format!("board.xdc {REAL} --share --open"))).is_err());
         assert!(parse(args(&format!("{REAL} --open t --instance i"))).is_err());
