@@ -99,6 +99,8 @@ impl Origin {
             "selfAddr": transport.self_addr(),
             "selfName": transport.self_name(),
             "secret": secret,
+            "maxPayload": crate::transport::MAX_PAYLOAD,
+            "maxUpdate": crate::transport::MAX_UPDATE_SIZE,
         });
         let webxdc_js = WEBXDC_JS
             .replace("__WEBXDC_HOST_CONFIG__", &config.to_string())

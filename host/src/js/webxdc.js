@@ -11,8 +11,9 @@
 (() => {
   "use strict";
   const HOST = __WEBXDC_HOST_CONFIG__;
-  const MAX_PAYLOAD = 128000;
-  const MAX_UPDATE = 128000;
+  // The limits come from the host (its Rust constants), not from here.
+  const MAX_PAYLOAD = HOST.maxPayload;
+  const MAX_UPDATE = HOST.maxUpdate;
   const TAG_REALTIME = 1;
   // Payloads that arrive before the app sets a listener, at most this many
   // (oldest dropped, and said so): bounded, like the library's own queue.

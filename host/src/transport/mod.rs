@@ -18,12 +18,13 @@ use std::pin::Pin;
 use futures::future::BoxFuture;
 use futures::Stream;
 
-/// The largest realtime payload, in bytes (the webxdc API's limit).
-pub const MAX_PAYLOAD: usize = 128_000;
+/// The largest realtime payload, in bytes (the webxdc API's limit; the
+/// library's constant, so that every transport and the page agree).
+pub use webxdc_realtime_xmpp::MAX_PAYLOAD;
 
 /// The largest status update payload (`sendUpdateMaxSize`), in bytes of
-/// JSON text.
-pub const MAX_UPDATE_SIZE: usize = 128_000;
+/// JSON text (the library's constant).
+pub use webxdc_realtime_xmpp::wire::update::MAX_UPDATE_SIZE;
 
 /// One status update, as an app passes it to `sendUpdate()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
