@@ -25,6 +25,8 @@
 //!   the `wire-callgrind` binary measure too.
 //! * [`throttle`]: workload 8 (the library on a throttled or differently
 //!   configured Prosody).
+//! * [`host_rtt`]: page to page through the webxdc host (headless
+//!   Chromium), beside the library's own round trip on the same server.
 //! * [`report`]: the results, the targets, the tables and the chart.
 //! * [`output`]: where the results are written (`results/`, `docs/`).
 //! * [`stats`], [`sys`]: percentiles; machine facts, RSS, load.
@@ -32,6 +34,7 @@
 use std::time::Duration;
 
 pub mod floors;
+pub mod host_rtt;
 pub mod memory;
 pub mod output;
 pub mod params;

@@ -6,7 +6,8 @@
 //! Options: `--quick` (few samples, a few seconds per backend; CI checks
 //! that it runs, not the figures), `--full` (the default), `--only
 //! NAME[,NAME…]` to run some backends or sections only (backend names,
-//! `memory`, `wire`, `throttle`), `--no-docs` to leave `docs/` alone.
+//! `memory`, `wire`, `throttle`, `host-rtt`), `--no-docs` to leave `docs/`
+//! alone.
 //!
 //! This file is the command line only; the run is `benchmarks::run`, the
 //! layout is in the library's docs.

@@ -31,6 +31,9 @@ pub struct Params {
     pub throttled_lat_samples: usize,
     /// Workload 8: how long to send 1 KiB payloads.
     pub throttled_run: Duration,
+    /// Through the host: (payload size, warm-up round trips, measured
+    /// round trips), the same on every path (library, pages, sockets).
+    pub host_rtt: [(usize, usize, usize); 2],
 }
 
 impl Params {
@@ -50,6 +53,7 @@ impl Params {
             callgrind: [(32, 1_000, 11_000), (128_000, 5, 25)],
             throttled_lat_samples: 3,
             throttled_run: Duration::from_secs(10),
+            host_rtt: [(32, 50, 500), (crate::LARGE, 10, 100)],
         }
     }
 
@@ -70,6 +74,7 @@ impl Params {
             callgrind: [(32, 100, 1_100), (128_000, 2, 6)],
             throttled_lat_samples: 1,
             throttled_run: Duration::from_secs(2),
+            host_rtt: [(32, 5, 20), (crate::LARGE, 2, 20)],
         }
     }
 }

@@ -1,8 +1,9 @@
 //! One benchmark run: every selected section in turn, into one [`Report`].
 //!
 //! Sections: workloads 1-5 on each backend of [`BACKENDS`] (here), workload
-//! 6 in a child process ([`memory`]), workload 7 ([`wire_cost`]) and
-//! workload 8 ([`throttle`]).
+//! 6 in a child process ([`memory`]), workload 7 ([`wire_cost`]),
+//! workload 8 ([`throttle`]) and the round trip through the host
+//! ([`host_rtt`]).
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use crate::params::Params;
 use crate::report::{BackendReport, Report, Res};
 use crate::sys::Machine;
 use crate::wire_cost::{self, Fixture};
-use crate::{throttle, workloads, LARGE};
+use crate::{host_rtt, throttle, workloads, LARGE};
 
 /// The order backends run in, and the table's column order.
 pub const BACKENDS: [&str; 5] = [
@@ -27,7 +28,7 @@ pub const BACKENDS: [&str; 5] = [
 ];
 
 /// Whether `--only` (if given) selects `name` (a backend or a section:
-/// `memory`, `wire`, `throttle`).
+/// `memory`, `wire`, `throttle`, `host-rtt`).
 pub fn selected(only: Option<&[String]>, name: &str) -> bool {
     only.is_none_or(|o| o.iter().any(|n| n == name))
 }
@@ -58,6 +59,11 @@ pub async fn run(
     } else {
         Vec::new()
     };
+    let host_rtt = if selected(only, host_rtt::SECTION) {
+        host_rtt::run_all(params).await
+    } else {
+        Vec::new()
+    };
     Report {
         mode: if params.quick { "quick" } else { "full" }.into(),
         command: format!("cargo run --release -p benchmarks -- {}", args.join(" ")),
@@ -72,6 +78,7 @@ pub async fn run(
         callgrind_note,
         memory,
         throttle,
+        host_rtt,
         targets: Vec::new(),
         notes: notes(params),
     }

@@ -76,7 +76,7 @@ async fn connect<C: Channel>(sender: &mut C, receivers: &mut [&mut C]) -> Result
 /// Waits for the payload stamped `seq`, skipping older ones (a barrier
 /// marker, a payload that overtook its timeout). Returns the arrival time
 /// and the send time from the stamp.
-async fn await_seq<C: Channel>(
+pub async fn await_seq<C: Channel>(
     ch: &mut C,
     seq: u64,
     timeout: Duration,

@@ -19,6 +19,15 @@ pub fn dur(us: f64) -> String {
     }
 }
 
+/// A difference given in µs, with its sign.
+pub fn signed_dur(us: f64) -> String {
+    if us < 0.0 {
+        format!("−{}", dur(-us))
+    } else {
+        format!("+{}", dur(us))
+    }
+}
+
 pub(crate) fn summary4(s: &Summary) -> String {
     if s.n == 0 {
         return "no samples".into();

@@ -1,11 +1,13 @@
 //! The tables, one function per section: workloads 1-5 as one table with
 //! a column per backend, then memory (6), the library alone (7), the
-//! throttled server (8) and the targets.
+//! throttled server (8), the round trip through the host and the targets.
 
 use std::fmt::Write as _;
 
-use super::format::{bytes, cell, dur, err_cell, lost_suffix, summary4};
+use super::format::{bytes, cell, dur, err_cell, lost_suffix, signed_dur, summary4};
 use super::{BackendReport, Report, Res};
+use crate::host_rtt::RoundTrip;
+use crate::stats::Summary;
 use crate::workloads::{Fanout, Latency};
 
 impl Report {
@@ -16,6 +18,7 @@ impl Report {
         self.memory_section(&mut o);
         self.wire_section(&mut o);
         self.throttle_section(&mut o);
+        self.host_rtt_section(&mut o);
         self.targets_section(&mut o);
         o
     }
@@ -256,6 +259,122 @@ impl Report {
         }
     }
 
+    /// Page to page through the host, beside the library: a row per
+    /// server and payload size.
+    fn host_rtt_section(&self, o: &mut String) {
+        if self.host_rtt.is_empty() {
+            return;
+        }
+        heading(o, "**Through the host (page to page)**");
+        table_header(
+            o,
+            &[
+                "server",
+                "payload",
+                "library round trip p50 / p99",
+                "page to page p50 / p99",
+                "host − library, p50 / p99",
+                "host ÷ library, p50 / p99",
+            ],
+        );
+        for s in &self.host_rtt {
+            let sizes = match &s.sizes {
+                Ok(sizes) => sizes,
+                Err(e) => {
+                    let _ = writeln!(o, "| {} | - | {} | | | |", s.server, err_cell(e));
+                    continue;
+                }
+            };
+            for z in sizes {
+                let (diff, ratio) = match measured_pair(&z.library, &z.host) {
+                    Some((l, h)) => (
+                        format!(
+                            "{} / {}",
+                            signed_dur(h.p50 - l.p50),
+                            signed_dur(h.p99 - l.p99)
+                        ),
+                        format!("{:.2}× / {:.2}×", h.p50 / l.p50, h.p99 / l.p99),
+                    ),
+                    None => ("-".into(), "-".into()),
+                };
+                let _ = writeln!(
+                    o,
+                    "| {} | {} B | {} | {} | {} | {} |",
+                    s.server,
+                    z.size,
+                    round_trip_cell(&z.library),
+                    round_trip_cell(&z.host),
+                    diff,
+                    ratio
+                );
+            }
+        }
+        let clock = self
+            .host_rtt
+            .iter()
+            .find_map(|s| s.page_clock)
+            .map(|c| {
+                format!(
+                    "whose performance.now() steps by {}, {}cross-origin isolated",
+                    dur(c.step_us),
+                    if c.cross_origin_isolated { "" } else { "not " }
+                )
+            })
+            .unwrap_or_else(|| "performance.now()".into());
+        let _ = writeln!(
+            o,
+            "\nRound trips, one payload in flight, back to back, the paths taking turns of \
+             {} round trips. Library: two clients of the library on the server, one sending back \
+             what it receives. Page to page: a pinger page and an echo page in two headless \
+             Chromiums, each served by a host of its own (`Origin::serve` over an \
+             `XmppTransport`) on two more accounts of the same server, timed in the pinger page \
+             ({clock}). Host − library is what the two hosts add to a round trip: four WebSocket \
+             crossings, four passes through a bridge, the pages' JavaScript; the target is \
+             < 0.5 ms at p50 (see Targets).",
+            crate::host_rtt::BLOCK
+        );
+        let _ = writeln!(
+            o,
+            "\nWhere the hosts' time goes, in the same turns: sockets are WebSocket clients of \
+             the benchmark process speaking the bridge protocol in place of the pages, through \
+             two hosts on two more accounts of the same server (the hosts without a browser); \
+             in-process, the same pages and sockets through hosts on the host's in-memory \
+             transport (no server).\n"
+        );
+        table_header(
+            o,
+            &[
+                "server",
+                "payload",
+                "sockets p50 / p99",
+                "sockets − library, p50",
+                "page to page − sockets, p50",
+                "in-process: pages p50 / p99",
+                "in-process: sockets p50 / p99",
+            ],
+        );
+        let p50_diff = |a: &Res<RoundTrip>, b: &Res<RoundTrip>| {
+            measured_pair(a, b)
+                .map(|(a, b)| signed_dur(b.p50 - a.p50))
+                .unwrap_or_else(|| "-".into())
+        };
+        for s in &self.host_rtt {
+            for z in s.sizes.as_ref().map(Vec::as_slice).unwrap_or_default() {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} B | {} | {} | {} | {} | {} |",
+                    s.server,
+                    z.size,
+                    round_trip_cell(&z.sockets),
+                    p50_diff(&z.library, &z.sockets),
+                    p50_diff(&z.sockets, &z.host),
+                    round_trip_cell(&z.pages_in_process),
+                    round_trip_cell(&z.sockets_in_process)
+                );
+            }
+        }
+    }
+
     /// The targets, as [`Report::evaluate_targets`] found them.
     fn targets_section(&self, o: &mut String) {
         heading(o, "**Targets** (reported, not asserted)");
@@ -309,6 +428,31 @@ fn fanout_of(b: &BackendReport, n: usize) -> Option<&Fanout> {
         .iter()
         .filter_map(|f| f.as_ref().ok())
         .find(|f| f.receivers == n)
+}
+
+/// The summaries of two round trips, if both have samples.
+fn measured_pair(a: &Res<RoundTrip>, b: &Res<RoundTrip>) -> Option<(Summary, Summary)> {
+    match (a, b) {
+        (Ok(a), Ok(b)) if a.us.n > 0 && b.us.n > 0 => Some((a.us, b.us)),
+        _ => None,
+    }
+}
+
+/// A round-trip cell: p50 / p99, the number of samples and the losses.
+fn round_trip_cell(r: &Res<RoundTrip>) -> String {
+    cell(r, |t| {
+        if t.us.n == 0 {
+            format!("no samples{}", lost_suffix(t.lost))
+        } else {
+            format!(
+                "{} / {} (n={}){}",
+                dur(t.us.p50),
+                dur(t.us.p99),
+                t.us.n,
+                lost_suffix(t.lost)
+            )
+        }
+    })
 }
 
 /// A latency cell: `shown(l)` and the losses, or "no samples" and the

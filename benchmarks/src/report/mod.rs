@@ -7,6 +7,9 @@
 //! * `chart.rs`: [`Report::svg`], the chart;
 //! * `format.rs`: how a duration, a size or a failed workload reads in a
 //!   table cell.
+//!
+//! The round trip through the host is [`crate::host_rtt::HostRtt`], one
+//! per server, in [`Report::host_rtt`].
 
 mod chart;
 mod format;
@@ -17,6 +20,7 @@ use serde::Serialize;
 
 pub use format::dur;
 
+use crate::host_rtt::HostRtt;
 use crate::memory::Memory;
 use crate::sys::Machine;
 use crate::throttle::EventCounts;
@@ -78,6 +82,8 @@ pub struct Report {
     pub callgrind_note: String,
     pub memory: Res<Memory>,
     pub throttle: Vec<ThrottleReport>,
+    /// Page to page through the host, beside the library, per server.
+    pub host_rtt: Vec<HostRtt>,
     pub targets: Vec<Target>,
     pub notes: Vec<String>,
 }

@@ -1,7 +1,7 @@
 //! The targets of docs/benchmarks.md, evaluated on a report (reported,
 //! not asserted).
 
-use super::format::{bytes, dur};
+use super::format::{bytes, dur, signed_dur};
 use super::{Report, Target};
 
 impl Report {
@@ -98,6 +98,29 @@ impl Report {
             Err(_) => {
                 push("≤ 64 KiB per joined channel", "library", "-".into(), None);
                 push("≤ 2 MiB per connection", "library", "-".into(), None);
+            }
+        }
+        for s in &self.host_rtt {
+            let sizes = s.sizes.as_ref().map(Vec::as_slice).unwrap_or_default();
+            for z in sizes {
+                let target = format!("page to page adds < 0.5 ms p50 ({} B)", z.size);
+                match (&z.library, &z.host) {
+                    (Ok(l), Ok(h)) if l.us.n > 0 && h.us.n > 0 => {
+                        let added = h.us.p50 - l.us.p50;
+                        push(
+                            &target,
+                            &s.server,
+                            format!(
+                                "{} ({} vs {})",
+                                signed_dur(added),
+                                dur(h.us.p50),
+                                dur(l.us.p50)
+                            ),
+                            Some(added / 500.0),
+                        )
+                    }
+                    _ => push(&target, &s.server, "-".into(), None),
+                }
             }
         }
         for w in self.wire.iter().filter(|w| w.path == "frame") {
