@@ -33,7 +33,10 @@ impl Report {
             let ymax = lat.iter().map(|l| l.2).fold(10.0, f64::max) * 2.0;
             let n = lat.len().max(1);
             let mut chart = ChartBuilder::on(&left)
-                .caption("one-way latency, 32 B (µs, log)", ("sans-serif", 16))
+                .caption(
+                    "one-way latency, 32 B: p50 solid, p99 light (µs, log)",
+                    ("sans-serif", 16),
+                )
                 .margin(10)
                 .x_label_area_size(60)
                 .y_label_area_size(50)
@@ -43,10 +46,16 @@ impl Report {
             chart
                 .configure_mesh()
                 .disable_x_mesh()
-                .x_labels(n)
+                // Ask for labels every quarter step and name only the ones at
+                // a bar pair's middle: with `n` labels plotters picks round
+                // positions and names only some of the backends.
+                .x_labels(n * 4 + 1)
                 .x_label_formatter(&|x| {
-                    let i = x.floor() as usize;
-                    names.get(i).cloned().unwrap_or_default()
+                    let middle = (x - x.floor() - 0.5).abs() < 1e-6;
+                    match middle {
+                        true => names.get(x.floor() as usize).cloned().unwrap_or_default(),
+                        false => String::new(),
+                    }
                 })
                 .draw()
                 .map_err(|e| e.to_string())?;
@@ -114,7 +123,7 @@ impl Report {
             }
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
+                .position(SeriesLabelPosition::LowerRight)
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
                 .draw()
