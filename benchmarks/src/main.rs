@@ -38,6 +38,12 @@ fn main() {
         Params::full()
     };
 
+    // The host-rtt section's Chromium comes from the package registry:
+    // install it (when missing) while the network is still there. A
+    // failure shows again in that section's row.
+    if let Err(e) = test_browser::install() {
+        eprintln!("benchmarks: {e}");
+    }
     // Iroh 0.35 probes the default gateway for port mapping; a network
     // namespace with only loopback keeps every backend, and every server
     // process we start, off the network. It also makes the loopback byte
