@@ -93,45 +93,37 @@ async fn conformance_app_over_iroh() {
     );
     let (pa, pb) = tokio::join!(Page::open(oa.url()), Page::open(ob.url()));
     let results = Results::read(&[&pa, &pb], Duration::from_secs(120)).await;
-    println!("{}", results.line("host-iroh"));
-    for (name, (result, detail)) in &results.cases {
-        let store = if UPDATE_CASES.contains(&name.as_str()) {
+    results.print("host-iroh", |name| {
+        if UPDATE_CASES.contains(&name) {
             " [status updates: in-process store, not Iroh]"
         } else {
             ""
-        };
-        println!("  {result:5} {name} {detail}{store}");
-    }
-    let (p, f) = (results.count("pass"), results.count("fail"));
-    let results = &results.cases;
-    assert_eq!(f, 0, "failed cases: {results:?}");
-    assert!(p >= 16, "too few cases ran: {results:?}");
+        }
+    });
     // What the XMPP host test asserts, and the other realtime cases.
-    for name in [
-        "double_join_is_an_error",
-        "oversize_rejected_channel_still_works",
-        "exact_bytes_all_256_values",
-        "empty_payload",
-        "max_size_payload_round_trip",
-        "no_self_echo",
-        "set_listener_replaces",
-        "leave_stops_delivery_at_once",
-        "updates_serials_increase",
-        "update_listener_replays_from_serial",
-        "api_surface",
-        "two_peers_both_directions",
-        "per_sender_order_200",
-        "identical_payloads_both_delivered",
-        "leave_twice_is_harmless",
-        "send_after_leave_is_an_error",
-        "join_again_after_leave_works",
-    ] {
-        assert_eq!(
-            results.get(name).map(|r| r.0.as_str()),
-            Some("pass"),
-            "{name}: {results:?}"
-        );
-    }
+    results.assert_passed(
+        16,
+        &[
+            "double_join_is_an_error",
+            "oversize_rejected_channel_still_works",
+            "exact_bytes_all_256_values",
+            "empty_payload",
+            "max_size_payload_round_trip",
+            "no_self_echo",
+            "set_listener_replaces",
+            "leave_stops_delivery_at_once",
+            "updates_serials_increase",
+            "update_listener_replays_from_serial",
+            "api_surface",
+            "two_peers_both_directions",
+            "per_sender_order_200",
+            "identical_payloads_both_delivered",
+            "leave_twice_is_harmless",
+            "send_after_leave_is_an_error",
+            "join_again_after_leave_works",
+        ],
+    );
+    let results = &results.cases;
     // The only skip is the app's own (one instance per app).
     let skipped: Vec<&str> = results
         .iter()

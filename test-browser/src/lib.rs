@@ -317,6 +317,26 @@ pub mod conformance {
             self.cases.get(name).map(|(r, _)| r.as_str())
         }
 
+        /// Prints the summary line and one line per case, with `note`'s
+        /// words (if any) after a case's detail.
+        pub fn print(&self, backend: &str, note: impl Fn(&str) -> &'static str) {
+            println!("{}", self.line(backend));
+            for (name, (result, detail)) in &self.cases {
+                println!("  {result:5} {name} {detail}{}", note(name));
+            }
+        }
+
+        /// Panics unless no case failed, at least `min` passed, and every
+        /// case of `must` passed.
+        pub fn assert_passed(&self, min: usize, must: &[&str]) {
+            let cases = &self.cases;
+            assert_eq!(self.count("fail"), 0, "failed cases: {cases:?}");
+            assert!(self.count("pass") >= min, "too few cases ran: {cases:?}");
+            for name in must {
+                assert_eq!(self.result(name), Some("pass"), "{name}: {cases:?}");
+            }
+        }
+
         /// The suite's summary line for `backend`, as the Rust runner
         /// prints it: `conformance backend=… passed= failed= skipped=`.
         pub fn line(&self, backend: &str) -> String {
