@@ -469,3 +469,44 @@ fn a_decided_removal_reaches_every_channel_and_is_final_a_technical_one_is_undon
         assert_eq!(e.room_state(&room()), Some(RoomState::Joining));
     }
 }
+
+/// docs/wire-format.md §3 rule 1: one webxdc `<x/>` with one `<data/>`.
+/// Two `<data/>`s in one `<x/>` and two `<x/>`s with one `<data/>` each
+/// are refused alike (before, the second shape was delivered, with the
+/// first `<x/>` as the payload), and so is a status update beside a frame.
+#[test]
+fn two_data_or_two_x_elements_are_refused_alike() {
+    let mut e = engine();
+    let (_ch, inbox) = e.join(Chat::Group(room()), "t").unwrap();
+    let head = format!(
+        "<message xmlns='jabber:client' type='groupchat' from='{ROOM}/bob' to='{ME}'>\
+         <thread>t</thread><no-store xmlns='urn:xmpp:hints'/>"
+    );
+    let x = |inner: &str| format!("<x xmlns='urn:xmpp:webxdc:0'>{inner}</x>");
+    let data = "<data>aGk=</data>";
+    let json = "<json xmlns='urn:xmpp:json:0'>1</json>";
+    let cases = [
+        (x(&format!("{data}{data}")), WireError::AmbiguousData(2)),
+        (format!("{}{}", x(data), x(data)), WireError::AmbiguousX(2)),
+        (format!("{}{}", x(json), x(data)), WireError::AmbiguousX(2)),
+        (format!("{}{}", x(data), x("")), WireError::AmbiguousX(2)),
+    ];
+    for (body, error) in cases {
+        let xml = format!("{head}{body}</message>");
+        assert_eq!(
+            e.handle_xml(&xml),
+            Handled::Rejected(Rejection::Malformed(error)),
+            "{xml}"
+        );
+    }
+    assert!(inbox.try_recv().is_err());
+    assert!(
+        e.poll().is_none(),
+        "no event either (no update, no instance)"
+    );
+    // One of each is still a frame.
+    assert!(matches!(
+        e.handle_xml(&format!("{head}{}</message>", x(data))),
+        Handled::Delivered(_)
+    ));
+}

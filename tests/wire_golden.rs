@@ -54,6 +54,7 @@ fn error_name(e: &WireError) -> &'static str {
         WireError::BadBase64(_) => "bad-base64",
         WireError::ErrorBounce { .. } => "error-bounce",
         WireError::AmbiguousData(_) => "ambiguous-data",
+        WireError::AmbiguousX(_) => "ambiguous-x",
         WireError::TooLarge { .. } => "too-large",
         WireError::MissingFrom => "missing-from",
         _ => "other",

@@ -91,6 +91,11 @@ pub enum WireError {
     /// More than one `<data/>` element: which one is the payload is unclear.
     #[error("realtime frame with {0} data elements")]
     AmbiguousData(usize),
+    /// More than one `<x xmlns='urn:xmpp:webxdc:0'/>` in a message that
+    /// carries realtime data or a status update: which one counts is
+    /// unclear (one receiver could read the first, another the last).
+    #[error("message with {0} webxdc <x/> elements")]
+    AmbiguousX(usize),
     /// The `<data/>` text is not valid standard base64.
     #[error("invalid base64 payload: {0}")]
     BadBase64(String),
@@ -105,6 +110,14 @@ pub enum WireError {
     /// The thread identifier cannot be sent (empty, or not valid XML text).
     #[error("invalid thread identifier")]
     InvalidThread,
+    /// The thread identifier is longer than [`MAX_THREAD`](super::MAX_THREAD)
+    /// bytes: refused when sending, and an incoming message with one is
+    /// dropped.
+    #[error("thread identifier of {len} bytes exceeds the limit of {max} bytes", max = super::MAX_THREAD)]
+    ThreadTooLong {
+        /// Its length in bytes (UTF-8).
+        len: usize,
+    },
     /// The element is a message, but not a well-formed one (for example
     /// two `<thread/>` elements, or a bad attribute value).
     #[error("malformed message: {0}")]
@@ -174,9 +187,26 @@ pub fn parse_message(el: &Element) -> Result<Message, WireError> {
 /// and `Err` for a message that carries realtime data but is not a valid
 /// frame.
 pub fn decode_message(m: &Message) -> Result<Option<Frame>, WireError> {
-    let Some(x) = m.payloads.iter().find(|p| p.is("x", NS_WEBXDC)) else {
+    // Every webxdc `<x/>` of the message counts, not only the first: a
+    // stanza with two, each holding one `<data/>`, is as ambiguous as one
+    // `<x/>` with two `<data/>`s, and both are refused alike.
+    let mut xs = m.payloads.iter().filter(|p| p.is("x", NS_WEBXDC));
+    let (Some(x), more_xs) = (xs.next(), xs.count()) else {
         return Ok(None);
     };
+    if more_xs > 0 {
+        let any_data = m
+            .payloads
+            .iter()
+            .filter(|p| p.is("x", NS_WEBXDC))
+            .any(|x| x.children().any(|c| c.is("data", NS_WEBXDC)));
+        return if any_data {
+            Err(WireError::AmbiguousX(more_xs + 1))
+        } else {
+            // No realtime data anywhere: for the update decoder to judge.
+            Ok(None)
+        };
+    }
     let datas: Vec<&Element> = x.children().filter(|c| c.is("data", NS_WEBXDC)).collect();
     let data_el = match datas.as_slice() {
         // A webxdc status update or another use of the namespace.
@@ -380,6 +410,14 @@ mod tests {
             (
                 "<message xmlns='jabber:client' from='a@b/c' type='chat'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data><data>aGk=</data></x></message>",
                 |e| *e == WireError::AmbiguousData(2),
+            ),
+            (
+                "<message xmlns='jabber:client' from='a@b/c' type='chat'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data></x><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data></x></message>",
+                |e| *e == WireError::AmbiguousX(2),
+            ),
+            (
+                "<message xmlns='jabber:client' from='a@b/c' type='chat'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><json xmlns='urn:xmpp:json:0'>1</json></x><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data></x></message>",
+                |e| *e == WireError::AmbiguousX(2),
             ),
             (
                 "<message xmlns='jabber:client' from='@@@' type='chat'><thread>t</thread><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data></x></message>",

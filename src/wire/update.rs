@@ -173,11 +173,25 @@ fn escaped_len(text: &str) -> usize {
 /// `Ok(None)` for anything that is not one (a realtime frame among them),
 /// `Err` for a message that claims to be an update but is not valid.
 pub fn decode_update(m: &Message) -> Result<Option<UpdateFrame>, WireError> {
-    let Some(x) = m.payloads.iter().find(|p| p.is("x", NS_WEBXDC)) else {
+    let xs: Vec<&Element> = m.payloads.iter().filter(|p| p.is("x", NS_WEBXDC)).collect();
+    let Some(&x) = xs.first() else {
         return Ok(None);
     };
-    if x.children().any(|c| c.is("data", NS_WEBXDC)) {
-        return Ok(None); // a realtime frame
+    if xs
+        .iter()
+        .any(|x| x.children().any(|c| c.is("data", NS_WEBXDC)))
+    {
+        return Ok(None); // realtime data: the frame decoder's to judge
+    }
+    let holds_update = |x: &&Element| {
+        x.children().any(|c| {
+            c.is("json", NS_JSON) || c.is("document", NS_WEBXDC) || c.is("summary", NS_WEBXDC)
+        })
+    };
+    // As for frames (see `frame::decode_message`): two `<x/>`s make it
+    // unclear which update this is.
+    if xs.len() > 1 && xs.iter().any(holds_update) {
+        return Err(WireError::AmbiguousX(xs.len()));
     }
     let one = |name: &str, ns: &str| -> Result<Option<String>, WireError> {
         let mut found = x.children().filter(|c| c.is(name, ns));
@@ -302,6 +316,14 @@ mod tests {
         assert!(matches!(decode_update(&m), Err(WireError::BadJson(_))));
         m.thread = None;
         assert!(decode_update(&m).is_err());
+    }
+
+    #[test]
+    fn two_webxdc_x_elements_are_refused() {
+        let mut m = reflected(&StatusUpdate::new("1"));
+        let x = m.payloads.iter().find(|p| p.is("x", NS_WEBXDC)).unwrap();
+        m.payloads.push(x.clone());
+        assert_eq!(decode_update(&m), Err(WireError::AmbiguousX(2)));
     }
 
     #[test]
