@@ -49,15 +49,20 @@ async fn main() {
             "faults" => reliability::faults::run(scale).await,
             _ => reliability::api::run(scale).await,
         };
-        eprintln!("reliability: {part}: {} rows in {:.0?}", got.len(), t.elapsed());
+        eprintln!(
+            "reliability: {part}: {} rows in {:.0?}",
+            got.len(),
+            t.elapsed()
+        );
         rows.extend(got);
     }
     let table = report::table(&rows);
     println!("{table}");
     let all = only.len() == PARTS.len();
     if scale == Scale::Full && all && !has("--no-docs") {
-        let doc = report::document(&table, started.elapsed());
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/reliability.md");
+        let current = std::fs::read_to_string(path).unwrap_or_default();
+        let doc = report::document(&current, &table, started.elapsed());
         std::fs::write(path, doc).expect("write docs/reliability.md");
         eprintln!("reliability: wrote docs/reliability.md");
     }

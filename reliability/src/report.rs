@@ -76,7 +76,8 @@ impl Row {
 
 /// The rows as one Markdown table.
 pub fn table(rows: &[Row]) -> String {
-    let mut out = String::from("| part | case | figures | memory | held |\n|---|---|---|---|---|\n");
+    let mut out =
+        String::from("| part | case | figures | memory | held |\n|---|---|---|---|---|\n");
     for r in rows {
         let _ = writeln!(
             out,
@@ -100,7 +101,11 @@ fn cell(s: &str) -> String {
 pub fn assert_held(rows: &[Row]) {
     assert!(!rows.is_empty(), "the part produced no rows");
     let failed: Vec<&Row> = rows.iter().filter(|r| !r.held).collect();
-    assert!(failed.is_empty(), "cases that did not hold:\n{}", table(rows));
+    assert!(
+        failed.is_empty(),
+        "cases that did not hold:\n{}",
+        table(rows)
+    );
     println!("{}", table(rows));
 }
 
@@ -149,17 +154,54 @@ fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// `docs/reliability.md`: what was run, on what, and the table.
-pub fn document(table: &str, took: std::time::Duration) -> String {
+/// Where the generated part of `docs/reliability.md` starts and ends: the
+/// prose around it is written by hand and kept as it is.
+const START: &str = "<!-- reliability:start -->";
+const END: &str = "<!-- reliability:end -->";
+
+/// `docs/reliability.md` with the run's table in place of the previous
+/// one: `current` is the file as it is (empty if there is none).
+pub fn document(current: &str, table: &str, took: std::time::Duration) -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
-    format!(
-        "# Reliability\n\n\
-         What the campaign of `reliability/` found, produced by\n\
-         `cargo run --release -p reliability` ({took:.0?} on {cpus} CPUs, load average {load} at the end).\n\
-         `cargo test -p reliability` runs every part at a small scale (CI does); this page is the full run.\n\n\
-         {table}\n",
-        took = took
-    )
+    let load = load
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let generated = format!(
+        "{START}\n\
+         The full run: `cargo run --release -p reliability`, {took:.0?} on {cpus} CPUs \
+         (load average {load} at the end).\n\n{table}{END}"
+    );
+    match (current.find(START), current.find(END)) {
+        (Some(a), Some(b)) if a < b => {
+            format!("{}{generated}{}", &current[..a], &current[b + END.len()..])
+        }
+        _ => format!("# Reliability\n\n{generated}\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prose_around_the_table_is_kept() {
+        let rows = [Row::new(Part::Flood, "a", "b", true)];
+        let first = document("", &table(&rows), std::time::Duration::from_secs(1));
+        let edited =
+            first.replace("# Reliability\n", "# Reliability\n\nHand-written.\n") + "After.\n";
+        let rows = [Row::new(Part::Flood, "a", "c|d", false)];
+        let again = document(&edited, &table(&rows), std::time::Duration::from_secs(2));
+        assert!(again.contains("Hand-written.\n") && again.ends_with("After.\n"));
+        assert!(
+            again.contains("| 3. flood | a | c\\|d |  | **no** |"),
+            "{again}"
+        );
+        assert!(
+            !again.contains("| b |"),
+            "the old table is replaced: {again}"
+        );
+    }
 }
