@@ -196,6 +196,9 @@ impl Actor {
                         }
                     }
                     Some(Event::Stream(StreamEvent::Suspended)) => {
+                        if let Some(cause) = super::connector::take_cause(&self.shared.causes) {
+                            let _ = self.events.send(ClientEvent::ConnectionDropped(cause));
+                        }
                         self.shared.engine().set_offline();
                         self.connection_event(ConnectionEvent::Disconnected);
                     }

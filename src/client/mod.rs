@@ -62,6 +62,7 @@ use crate::wire::share::{SharedApp, SharedAppFrame};
 use crate::wire::update::{StatusUpdate, UpdateFrame};
 use crate::wire::upload::{Slot, UploadService};
 use actor::{Actor, Command, UploadRequest};
+pub use connector::{DisconnectCause, MAX_DEPTH, MAX_STANZA_BYTES};
 use login::LoginError;
 use reconnect::{first_login, Reconnector};
 
@@ -197,6 +198,12 @@ pub enum ClientEvent {
         /// Why it failed.
         error: String,
     },
+    /// Why the connection is being dropped, when the client knows: the
+    /// server closed the stream with a stream error, or sent what the
+    /// client refuses to hold (see [`DisconnectCause`]). Comes just before
+    /// [`ConnectionEvent::Disconnected`]; the client then reconnects as
+    /// after any loss.
+    ConnectionDropped(DisconnectCause),
     /// A room event from the engine (joined, left, refused, bounce).
     Room(EngineEvent),
     /// This reader fell behind and missed this many events.
@@ -246,6 +253,9 @@ pub(crate) struct Shared {
     /// A session is bound or resumed on the stream's current connection
     /// (read by the reconnector, see `reconnect.rs`).
     session_up: Arc<AtomicBool>,
+    /// Why the last connection was dropped, when its guard knows (see
+    /// `connector.rs`); reported when the stream says it is suspended.
+    causes: connector::Causes,
 }
 
 impl Shared {
@@ -288,14 +298,15 @@ impl Client {
                 "the JID needs a local part (user@domain)".into(),
             ));
         }
+        let causes = connector::Causes::default();
         match config.transport.clone() {
             Transport::StartTls(None) => {
                 let dns = DnsConfig::srv_default_client(config.jid.domain().as_str());
-                Self::connect_with(connector::StartTls(dns), config).await
+                Self::connect_with(connector::StartTls(dns, causes.clone()), config, causes).await
             }
             Transport::StartTls(Some((host, port))) => {
                 let dns = DnsConfig::no_srv(&host, port);
-                Self::connect_with(connector::StartTls(dns), config).await
+                Self::connect_with(connector::StartTls(dns, causes.clone()), config, causes).await
             }
             Transport::PlaintextLoopback(addr) => {
                 if !addr.ip().is_loopback() {
@@ -305,7 +316,7 @@ impl Client {
                 }
                 tracing::warn!(%addr, "unencrypted XMPP connection (loopback test mode)");
                 let dns = DnsConfig::addr(&addr.to_string());
-                Self::connect_with(connector::Plaintext(dns), config).await
+                Self::connect_with(connector::Plaintext(dns, causes.clone()), config, causes).await
             }
         }
     }
@@ -313,6 +324,7 @@ impl Client {
     async fn connect_with<C: ServerConnector + Sync>(
         connector: C,
         config: Config,
+        causes: connector::Causes,
     ) -> Result<Client, ConnectError> {
         let deadline = tokio::time::Instant::now() + config.connect_timeout;
         let identity: Jid = match &config.resource {
@@ -379,6 +391,7 @@ impl Client {
             nick,
             closed,
             session_up,
+            causes,
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(QUEUE_DEPTH);
         let (shutdown_tx, shutdown_rx) = mpsc::channel(4);

@@ -941,6 +941,16 @@ impl Engine {
                     return;
                 }
                 room.state = RoomState::NotJoined;
+                // A refused re-entry (after a reconnection, or a kick) is
+                // the room's decision: not tried again by itself, and
+                // every channel of the room is told, as for a removal.
+                // At the first join no channel exists yet: the waiting
+                // `group()` gets the refusal.
+                room.rejoin = false;
+                let reason = RemovalReason::of_refusal(&condition);
+                for id in self.room_channels(&room_jid) {
+                    self.deliver(id, Delivery::Removed(reason.clone()));
+                }
                 EngineEvent::RoomJoinFailed {
                     room: room_jid,
                     condition,

@@ -56,10 +56,11 @@ pub fn leave_presence(room: &BareJid, nick: &str) -> Option<Presence> {
 ///
 /// The rejoin policy: a removal that is the room's decision
 /// ([`is_decision`](Self::is_decision): kick, ban, affiliation,
-/// members-only, destruction) is final: the room is not entered again by
-/// itself, not even after a reconnection, until the application enters it
-/// again. The others (a service shutdown, an unexplained removal) are
-/// entered again at the next new session.
+/// members-only, destruction, and a refusal of the automatic re-entry
+/// after a reconnection) is final: the room is not entered again by
+/// itself, not even after a later reconnection, until the application
+/// enters it again. The others (a service shutdown, an unexplained
+/// removal) are entered again at once or at the next new session.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RemovalReason {
@@ -79,6 +80,14 @@ pub enum RemovalReason {
     ServiceShutdown,
     /// The room was destroyed.
     Destroyed,
+    /// Re-entering the room after a reconnection was refused because
+    /// another occupant now has our nick (`conflict`). At join time the
+    /// same refusal is [`GroupError::Refused`](crate::GroupError::Refused).
+    NickTaken,
+    /// Re-entering the room after a reconnection was refused for another
+    /// reason (a ban is [`Banned`](Self::Banned), a members-only room
+    /// [`MembersOnly`](Self::MembersOnly)).
+    Refused(ErrorCondition),
 }
 
 impl RemovalReason {
@@ -92,7 +101,21 @@ impl RemovalReason {
                 | Self::AffiliationChanged
                 | Self::MembersOnly
                 | Self::Destroyed
+                | Self::NickTaken
+                | Self::Refused(_)
         )
+    }
+
+    /// Why the room no longer has us when it refuses our re-entry with
+    /// `condition`: a ban and a members-only room by their names, a taken
+    /// nick as [`NickTaken`](Self::NickTaken), anything else as it is.
+    pub fn of_refusal(condition: &ErrorCondition) -> Self {
+        match condition {
+            ErrorCondition::Forbidden => Self::Banned,
+            ErrorCondition::RegistrationRequired => Self::MembersOnly,
+            ErrorCondition::Conflict => Self::NickTaken,
+            other => Self::Refused(other.clone()),
+        }
     }
 }
 
@@ -268,6 +291,26 @@ mod tests {
             )),
             RoomPresence::Other
         );
+    }
+
+    #[test]
+    fn a_refused_reentry_is_a_decision_with_its_reason() {
+        for (condition, reason) in [
+            (ErrorCondition::Forbidden, RemovalReason::Banned),
+            (
+                ErrorCondition::RegistrationRequired,
+                RemovalReason::MembersOnly,
+            ),
+            (ErrorCondition::Conflict, RemovalReason::NickTaken),
+            (
+                ErrorCondition::ServiceUnavailable,
+                RemovalReason::Refused(ErrorCondition::ServiceUnavailable),
+            ),
+        ] {
+            let r = RemovalReason::of_refusal(&condition);
+            assert_eq!(r, reason);
+            assert!(r.is_decision(), "{r:?}");
+        }
     }
 
     #[test]
