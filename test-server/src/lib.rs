@@ -35,12 +35,16 @@
 //!
 //! [`raw`] is a tiny blocking XMPP client on a plain socket (SASL PLAIN,
 //! string matching), for tests that must write stanzas no XMPP library
-//! would build, or that check a server without one.
+//! would build, or that check a server without one. [`proxy`] is a
+//! loopback forwarder that can stop forwarding without closing (a
+//! half-open connection on demand); [`script`] a scripted fake server for
+//! answers no real server gives on cue.
 //!
 //! # Layout
 //!
-//! The public API is [`Options`], [`ServerKind`], [`TestServer`] and
-//! [`raw`]; every other module is private, one job each:
+//! The public API is [`Options`], [`ServerKind`], [`TestServer`],
+//! [`raw`], [`proxy`] and [`script`]; every other module is private, one
+//! job each:
 //!
 //! * `options.rs`: what to run ([`ServerKind`], [`Options`]);
 //! * `server.rs`: the [`TestServer`] handle: start (with port retries),
@@ -69,8 +73,10 @@ mod net;
 mod options;
 mod process;
 mod prosody;
+pub mod proxy;
 mod rate;
 pub mod raw;
+pub mod script;
 mod server;
 mod tls;
 mod util;
