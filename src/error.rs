@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use jid::BareJid;
 
-use crate::wire::{ErrorCondition, MAX_PAYLOAD};
+use crate::wire::{ErrorCondition, WireError, MAX_PAYLOAD, MAX_THREAD};
 
 /// Why `join_realtime_channel` failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,12 +15,33 @@ pub enum JoinError {
     #[error("already joined this app instance in this chat; leave the other channel first")]
     AlreadyJoined,
     /// The instance id (the webxdc message's thread) cannot be used on the
-    /// wire: empty, or containing characters XML cannot carry.
-    #[error("invalid app instance id (thread)")]
+    /// wire: empty (or only whitespace), or containing characters XML
+    /// cannot carry (control characters other than tab and line breaks,
+    /// U+FFFE, U+FFFF).
+    #[error("invalid app instance id (thread): empty, or a character XML cannot carry")]
     InvalidThread,
+    /// The instance id is longer than [`MAX_THREAD`] bytes (it travels in
+    /// every stanza, beside payloads of up to 128000 bytes, within the
+    /// servers' stanza size limits).
+    #[error("app instance id (thread) of {len} bytes exceeds the limit of {max} bytes", max = MAX_THREAD)]
+    ThreadTooLong {
+        /// Its length in bytes (UTF-8).
+        len: usize,
+    },
     /// The client was shut down.
     #[error("the client is shut down")]
     Closed,
+}
+
+impl JoinError {
+    /// The error for a thread that [`validate_thread`](crate::wire::validate_thread)
+    /// refused.
+    pub(crate) fn thread(e: WireError) -> Self {
+        match e {
+            WireError::ThreadTooLong { len } => Self::ThreadTooLong { len },
+            _ => Self::InvalidThread,
+        }
+    }
 }
 
 /// Why `send` failed. Nothing was put on the network in any of these cases.
@@ -87,7 +108,13 @@ pub enum GroupError {
         /// Why.
         condition: ErrorCondition,
     },
-    /// No answer from the room within the timeout.
+    /// The address cannot name a room: it is a domain only (a room's JID
+    /// is `room@service`). Nothing was sent.
+    #[error("{0} is not a room address (a room is room@service)")]
+    NotARoom(BareJid),
+    /// No answer from the room within the timeout: also what an address on
+    /// a server without a MUC service gives (a presence to an account that
+    /// is not there gets no answer, RFC 6121 §4.3).
     #[error("no answer from room {room} within {timeout:?}")]
     Timeout {
         /// The room.
@@ -137,9 +164,17 @@ pub enum UpdateError {
     /// The update's payload is not JSON text.
     #[error("status update payload is not JSON: {0}")]
     NotJson(String),
-    /// The instance id (thread) cannot be used on the wire.
-    #[error("invalid app instance id (thread)")]
+    /// The instance id (thread) cannot be used on the wire: empty, or a
+    /// character XML cannot carry (as [`JoinError::InvalidThread`]).
+    #[error("invalid app instance id (thread): empty, or a character XML cannot carry")]
     InvalidThread,
+    /// The instance id is longer than [`MAX_THREAD`] bytes (as
+    /// [`JoinError::ThreadTooLong`]).
+    #[error("app instance id (thread) of {len} bytes exceeds the limit of {max} bytes", max = MAX_THREAD)]
+    ThreadTooLong {
+        /// Its length in bytes (UTF-8).
+        len: usize,
+    },
     /// There is no connection to the server right now.
     #[error("not connected to the server")]
     Disconnected,
@@ -152,6 +187,17 @@ pub enum UpdateError {
     /// The client was shut down.
     #[error("the client is shut down")]
     Closed,
+}
+
+impl UpdateError {
+    /// The error for a thread that [`validate_thread`](crate::wire::validate_thread)
+    /// refused.
+    pub(crate) fn thread(e: WireError) -> Self {
+        match e {
+            WireError::ThreadTooLong { len } => Self::ThreadTooLong { len },
+            _ => Self::InvalidThread,
+        }
+    }
 }
 
 /// Why an upload exchange (service discovery, slot request) failed.

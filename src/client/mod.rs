@@ -222,21 +222,40 @@ pub enum ClientEvent {
 #[derive(Debug)]
 pub struct Events {
     rx: broadcast::Receiver<ClientEvent>,
+    /// [`ClientEvent::Closed`] was given (or the client was already shut
+    /// down at subscription): nothing follows, and the handles keep the
+    /// channel's sender alive, so waiting for more would never end.
+    ended: bool,
 }
 
 impl Events {
-    /// Waits for the next event; `None` once the client is gone.
+    /// Waits for the next event; `None` once the client is gone (after
+    /// [`ClientEvent::Closed`], or at once for a subscription made after
+    /// shutdown).
     pub async fn recv(&mut self) -> Option<ClientEvent> {
-        match self.rx.recv().await {
-            Ok(ev) => Some(ev),
-            Err(broadcast::error::RecvError::Lagged(count)) => Some(ClientEvent::Missed { count }),
-            Err(broadcast::error::RecvError::Closed) => None,
+        if self.ended {
+            return None;
         }
+        let ev = match self.rx.recv().await {
+            Ok(ev) => ev,
+            Err(broadcast::error::RecvError::Lagged(count)) => ClientEvent::Missed { count },
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        self.ended = ev == ClientEvent::Closed;
+        Some(ev)
     }
 
-    /// Takes the next event without waiting.
+    /// Takes the next event without waiting ([`TryRecvError::Closed`] once
+    /// the client is gone).
     pub fn try_recv(&mut self) -> Result<ClientEvent, TryRecvError> {
+        if self.ended {
+            return Err(TryRecvError::Closed);
+        }
         match self.rx.try_recv() {
+            Ok(ClientEvent::Closed) => {
+                self.ended = true;
+                Ok(ClientEvent::Closed)
+            }
             Ok(ev) => Ok(ev),
             Err(broadcast::error::TryRecvError::Lagged(count)) => Ok(ClientEvent::Missed { count }),
             Err(broadcast::error::TryRecvError::Empty) => Err(TryRecvError::Empty),
@@ -327,6 +346,14 @@ impl Client {
         causes: connector::Causes,
     ) -> Result<Client, ConnectError> {
         let deadline = tokio::time::Instant::now() + config.connect_timeout;
+        // An account is user@domain: a domain alone would log in with an
+        // empty user name and fail later, less clearly.
+        if config.jid.node().is_none() {
+            return Err(ConnectError::Config(format!(
+                "the account JID {} has no local part (an account is user@domain)",
+                config.jid
+            )));
+        }
         let identity: Jid = match &config.resource {
             Some(r) => config
                 .jid
@@ -444,8 +471,13 @@ impl Client {
 
     /// Subscribes to connection and room events (from now on).
     pub fn events(&self) -> Events {
+        // Subscribe first, then look: shutdown sets the flag before it
+        // sends Closed, so either this receiver gets Closed or it sees the
+        // flag.
+        let rx = self.inner.events.subscribe();
         Events {
-            rx: self.inner.events.subscribe(),
+            rx,
+            ended: self.inner.shared.closed.load(Ordering::Acquire),
         }
     }
 
@@ -453,6 +485,11 @@ impl Client {
     /// until the room confirms. Entering a room already entered returns at
     /// once. The room is entered again by itself after a reconnection.
     pub async fn group(&self, room: BareJid) -> Result<GroupChat, GroupError> {
+        // A domain is a service, never a room: a join presence to it could
+        // only time out.
+        if room.node().is_none() {
+            return Err(GroupError::NotARoom(room));
+        }
         let (reply, answer) = oneshot::channel();
         self.inner
             .commands
@@ -620,7 +657,7 @@ impl GroupChat {
     /// included. An update that arrives live while the archive is read is
     /// given once. Realtime payloads are never among them.
     pub async fn updates(&self, thread: &str) -> Result<Updates, UpdateError> {
-        crate::wire::validate_thread(thread).map_err(|_| UpdateError::InvalidThread)?;
+        crate::wire::validate_thread(thread).map_err(UpdateError::thread)?;
         let (reply, answer) = oneshot::channel();
         self.client
             .inner

@@ -595,7 +595,7 @@ impl Engine {
     /// the channel is joined is delivered; XMPP carries no send time that
     /// would tell it apart, and the spec's "ephemeral" concerns replay.
     pub fn join(&mut self, chat: Chat, thread: &str) -> Result<(ChannelId, Inbox), JoinError> {
-        wire::validate_thread(thread).map_err(|_| JoinError::InvalidThread)?;
+        wire::validate_thread(thread).map_err(JoinError::thread)?;
         let key = (chat.clone(), thread.to_owned());
         if self.keys.contains_key(&key) {
             return Err(JoinError::AlreadyJoined);

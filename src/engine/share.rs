@@ -64,7 +64,8 @@ impl Engine {
         };
         let id = (self.stanza_ids)();
         let msg = share::encode_share(to, kind, app, &id).map_err(|e| match e {
-            crate::wire::WireError::InvalidThread => UpdateError::InvalidThread,
+            e @ (crate::wire::WireError::InvalidThread
+            | crate::wire::WireError::ThreadTooLong { .. }) => UpdateError::thread(e),
             other => UpdateError::NotJson(other.to_string()),
         })?;
         self.transmit.push_back(Stanza::Message(msg));

@@ -255,7 +255,7 @@ impl From<WireError> for UpdateError {
         match e {
             WireError::TooLarge { size } => UpdateError::TooLarge { size },
             WireError::BadJson(e) => UpdateError::NotJson(e),
-            WireError::InvalidThread => UpdateError::InvalidThread,
+            WireError::InvalidThread | WireError::ThreadTooLong { .. } => UpdateError::thread(e),
             other => UpdateError::NotJson(other.to_string()),
         }
     }

@@ -51,8 +51,29 @@ pub enum ChatKind {
     Direct,
 }
 
-/// Checks that `thread` can name an app instance on the wire.
+/// The longest thread id (app instance id) this library sends or accepts,
+/// in bytes of UTF-8.
+///
+/// The thread travels in every stanza of the instance, beside a payload of
+/// up to [`MAX_PAYLOAD`] bytes (170,668 bytes of base64). Both test
+/// servers, as configured and by default, close the stream on a stanza over
+/// 256 KiB (Prosody's `c2s_stanza_size_limit`, ejabberd's `max_stanza_size`
+/// in its example configuration), which leaves about 90 KB for everything
+/// else: a 100 KB thread would make the largest payloads kill the
+/// connection. Real instance ids are short (Cheogram: a UUID, 36 bytes;
+/// Delta Chat: a Message-ID, which RFC 5322's 998-character line keeps
+/// under 1 KB), so 1024 bytes takes every one of them, and even escaped at
+/// worst (`&amp;`, five bytes per byte) a thread adds at most 5 KiB.
+pub const MAX_THREAD: usize = 1024;
+
+/// Checks that `thread` can name an app instance on the wire: not empty or
+/// blank, at most [`MAX_THREAD`] bytes ([`WireError::ThreadTooLong`]), and
+/// only characters XML 1.0 can carry ([`WireError::InvalidThread`]).
 pub fn validate_thread(thread: &str) -> Result<(), WireError> {
+    // Checked first, so that a huge thread is refused without a scan.
+    if thread.len() > MAX_THREAD {
+        return Err(WireError::ThreadTooLong { len: thread.len() });
+    }
     // Control characters other than tab/newline are not allowed in XML 1.0
     // text; an empty thread could not be told apart from "no thread".
     let bad = |c: char| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}');
@@ -114,6 +135,12 @@ fn addressing(m: &xmpp_parsers::message::Message) -> Result<Addressing, WireErro
         .map(|t| t.id.clone())
         .filter(|t| !t.trim().is_empty())
         .ok_or(WireError::MissingThread)?;
+    // The sender's limit holds for what we accept too: nothing is
+    // delivered, and no instance is announced, for a thread we could not
+    // use to answer.
+    if thread.len() > MAX_THREAD {
+        return Err(WireError::ThreadTooLong { len: thread.len() });
+    }
     Ok(Addressing { kind, from, thread })
 }
 
@@ -229,6 +256,43 @@ impl PartialEq<str> for ErrorCondition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_limits() {
+        assert_eq!(validate_thread(""), Err(WireError::InvalidThread));
+        assert_eq!(validate_thread(" \t\n"), Err(WireError::InvalidThread));
+        assert_eq!(validate_thread("a\u{1}b"), Err(WireError::InvalidThread));
+        assert_eq!(validate_thread("a\u{ffff}"), Err(WireError::InvalidThread));
+        assert_eq!(validate_thread(&"t".repeat(MAX_THREAD)), Ok(()));
+        // Bytes, not characters: 342 three-byte characters are 1026 bytes.
+        assert_eq!(
+            validate_thread(&"€".repeat(342)),
+            Err(WireError::ThreadTooLong { len: 1026 })
+        );
+        assert_eq!(
+            validate_thread(&"t".repeat(100_000)),
+            Err(WireError::ThreadTooLong { len: 100_000 })
+        );
+    }
+
+    #[test]
+    fn an_incoming_thread_over_the_limit_is_refused() {
+        let stanza = |thread: &str| {
+            format!(
+                "<message xmlns='jabber:client' from='bob@example.org/phone' type='chat'>\
+                 <thread>{thread}</thread><x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data></x></message>"
+            )
+        };
+        let at_limit: Element = stanza(&"t".repeat(MAX_THREAD)).parse().unwrap();
+        assert!(matches!(decode(&at_limit), Ok(Some(_))));
+        let over: Element = stanza(&"t".repeat(MAX_THREAD + 1)).parse().unwrap();
+        assert_eq!(
+            decode(&over).err(),
+            Some(WireError::ThreadTooLong {
+                len: MAX_THREAD + 1
+            })
+        );
+    }
 
     #[test]
     fn conditions_round_trip_by_name() {
