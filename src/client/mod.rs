@@ -346,14 +346,6 @@ impl Client {
         causes: connector::Causes,
     ) -> Result<Client, ConnectError> {
         let deadline = tokio::time::Instant::now() + config.connect_timeout;
-        // An account is user@domain: a domain alone would log in with an
-        // empty user name and fail later, less clearly.
-        if config.jid.node().is_none() {
-            return Err(ConnectError::Config(format!(
-                "the account JID {} has no local part (an account is user@domain)",
-                config.jid
-            )));
-        }
         let identity: Jid = match &config.resource {
             Some(r) => config
                 .jid
@@ -484,6 +476,20 @@ impl Client {
     /// Enters the multi-user chat `room` (asking for no history) and waits
     /// until the room confirms. Entering a room already entered returns at
     /// once. The room is entered again by itself after a reconnection.
+    ///
+    /// # Errors
+    ///
+    /// * [`GroupError::NotARoom`] at once for a domain-only address.
+    /// * [`GroupError::Refused`] when the room (or the server for it)
+    ///   refuses: banned, members-only, nick taken, password, or a MUC
+    ///   service that does not exist (Prosody says `not-allowed`, ejabberd
+    ///   `forbidden`).
+    /// * [`GroupError::Timeout`] after the join timeout when nothing
+    ///   answers: what an address with no MUC service behind it (the
+    ///   server's own domain) gives.
+    /// * [`GroupError::Closed`] after [`shutdown`](Client::shutdown).
+    ///
+    /// All of them are listed in `docs/errors.md`.
     pub async fn group(&self, room: BareJid) -> Result<GroupChat, GroupError> {
         // A domain is a service, never a room: a join presence to it could
         // only time out.
@@ -576,7 +582,11 @@ impl Client {
     }
 
     /// Leaves every room, closes the connection cleanly and ends every
-    /// channel. Other handles see [`SendError::Closed`] afterwards.
+    /// channel. Afterwards every call of every handle answers at once:
+    /// `Closed` errors ([`SendError::Closed`], [`GroupError::Closed`],
+    /// [`JoinError::Closed`], [`UpdateError::Closed`],
+    /// [`UploadError::Closed`]), ended streams (`None`), as the table in
+    /// `docs/errors.md` lists. Calling it again returns at once.
     pub async fn shutdown(&self) {
         let (done, finished) = oneshot::channel();
         if self.inner.shutdown.send(done).await.is_ok() {
@@ -623,9 +633,16 @@ impl GroupChat {
     }
 
     /// Joins the realtime channel of the app instance `thread` (the
-    /// `<thread/>` of the webxdc message) in this room. Fails with
-    /// [`JoinError::AlreadyJoined`] while another channel of this client for
-    /// the same instance is not left.
+    /// `<thread/>` of the webxdc message) in this room.
+    ///
+    /// # Errors
+    ///
+    /// * [`JoinError::AlreadyJoined`] while another channel of this client
+    ///   for the same instance is not left.
+    /// * [`JoinError::InvalidThread`] for an empty or blank thread, or one
+    ///   with a character XML cannot carry; [`JoinError::ThreadTooLong`]
+    ///   for one over [`MAX_THREAD`](crate::wire::MAX_THREAD) bytes.
+    /// * [`JoinError::Closed`] after [`Client::shutdown`].
     pub fn join_realtime_channel(&self, thread: &str) -> Result<Channel, JoinError> {
         self.client.join(Chat::Group(self.room.clone()), thread)
     }
@@ -633,6 +650,15 @@ impl GroupChat {
     /// Sends a webxdc status update for app instance `thread` into the
     /// room, to be stored in its archive. Every member's [`Updates`] feed
     /// gets it, ours included.
+    ///
+    /// # Errors
+    ///
+    /// [`UpdateError::InvalidThread`] / [`UpdateError::ThreadTooLong`] for
+    /// a bad thread (as [`join_realtime_channel`](Self::join_realtime_channel)),
+    /// [`UpdateError::TooLarge`], [`UpdateError::NotJson`],
+    /// [`UpdateError::Disconnected`], [`UpdateError::RoomNotJoined`], and
+    /// [`UpdateError::Closed`] after [`Client::shutdown`]. Nothing is sent
+    /// in any of these cases.
     pub async fn send_update(
         &self,
         thread: &str,
@@ -656,6 +682,12 @@ impl GroupChat {
     /// [`UpdateItem::ArchiveEnd`], then the live ones as they arrive, ours
     /// included. An update that arrives live while the archive is read is
     /// given once. Realtime payloads are never among them.
+    ///
+    /// # Errors
+    ///
+    /// [`UpdateError::InvalidThread`] / [`UpdateError::ThreadTooLong`] for
+    /// a bad thread, [`UpdateError::Busy`] when too many archive reads are
+    /// under way, [`UpdateError::Closed`] after [`Client::shutdown`].
     pub async fn updates(&self, thread: &str) -> Result<Updates, UpdateError> {
         crate::wire::validate_thread(thread).map_err(UpdateError::thread)?;
         let (reply, answer) = oneshot::channel();
@@ -676,6 +708,13 @@ impl GroupChat {
     /// [`wire::share`](crate::wire::share)), whose thread is the instance id.
     /// Every member sees it as an [`EngineEvent::AppShared`] among the
     /// client's events, ours included.
+    ///
+    /// # Errors
+    ///
+    /// [`UpdateError::InvalidThread`] / [`UpdateError::ThreadTooLong`] for
+    /// a bad `app.thread`, [`UpdateError::Disconnected`],
+    /// [`UpdateError::RoomNotJoined`], [`UpdateError::Closed`] after
+    /// [`Client::shutdown`].
     pub async fn share_app(&self, app: &SharedApp) -> Result<(), UpdateError> {
         let permit = self.client.reserve().await.ok_or(UpdateError::Closed)?;
         if self.client.inner.shared.closed.load(Ordering::Acquire) {
@@ -693,6 +732,12 @@ impl GroupChat {
     /// The apps shared into the room earlier, as the room's archive keeps
     /// them (oldest first). Apps shared from now on arrive as
     /// [`EngineEvent::AppShared`] among [`Client::events`].
+    ///
+    /// # Errors
+    ///
+    /// [`UpdateError::Busy`] when too many archive reads are under way,
+    /// [`UpdateError::RoomNotJoined`], [`UpdateError::Closed`] after
+    /// [`Client::shutdown`].
     pub async fn shared_apps(&self) -> Result<Vec<SharedAppFrame>, UpdateError> {
         let (reply, answer) = oneshot::channel();
         self.client
@@ -785,7 +830,8 @@ impl DirectChat {
     }
 
     /// Joins the realtime channel of the app instance `thread` with this
-    /// contact. See [`GroupChat::join_realtime_channel`].
+    /// contact. The errors are those of
+    /// [`GroupChat::join_realtime_channel`].
     pub fn join_realtime_channel(&self, thread: &str) -> Result<Channel, JoinError> {
         self.client.join(Chat::Direct(self.contact.clone()), thread)
     }
@@ -807,6 +853,14 @@ impl Channel {
     /// channel. Errors are checked before anything is sent: oversize, left,
     /// disconnected, room not joined. Waits only when the connection's
     /// send queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::TooLarge`] over 128000 bytes, [`SendError::Left`] after
+    /// [`leave`](Channel::leave) (or leaving its room),
+    /// [`SendError::Disconnected`], [`SendError::RoomNotJoined`], and
+    /// [`SendError::Closed`] after [`Client::shutdown`]. Nothing is sent
+    /// in any of these cases.
     pub async fn send(&self, data: &[u8]) -> Result<(), SendError> {
         // The engine checks everything (and checks again below, as the
         // state may change while we wait), but a send that cannot succeed
