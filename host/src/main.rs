@@ -131,6 +131,14 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
         (false, Some(thread)) => Mode::Open(thread),
         (false, None) => Mode::Instance,
     };
+    // Bad values are refused here, naming the option, before any app is
+    // loaded or server started.
+    if let Some(i) = &instance {
+        check_thread("--instance", i)?;
+    }
+    if let Mode::Open(Some(t)) = &mode {
+        check_thread("--open", t)?;
+    }
     if matches!(mode, Mode::Open(Some(_))) && instance.is_some() {
         return Err("--open THREAD and --instance both name the instance: give one".into());
     }
@@ -153,6 +161,8 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
             })
         }
         (Some(jid), Some(password), Some(room)) => {
+            check_jid("--jid", &jid)?;
+            check_jid("--room", &room)?;
             if mode == Mode::Instance && app.is_none() {
                 return Err(which.into());
             }
@@ -170,6 +180,28 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
         _ if app.is_none() => Err(which.into()),
         _ => Err("a real server needs all of --jid, --password and --room".into()),
     }
+}
+
+/// `value` of `option` as a bare JID with a local part (`user@domain`,
+/// `room@service`), or a message naming both.
+fn check_jid(option: &str, value: &str) -> Result<(), String> {
+    match BareJid::new(value) {
+        Ok(j) if j.node().is_some() => Ok(()),
+        Ok(_) => Err(format!(
+            "{option} {value}: a domain alone; give NAME@DOMAIN"
+        )),
+        Err(e) => Err(format!("{option} {value} is not a valid bare JID: {e}")),
+    }
+}
+
+/// `value` of `option` as an app instance id (a thread), or a message
+/// naming both (a long value shortened).
+fn check_thread(option: &str, value: &str) -> Result<(), String> {
+    webxdc_realtime_xmpp::wire::validate_thread(value).map_err(|e| {
+        let shown: String = value.chars().take(40).collect();
+        let more = if shown.len() < value.len() { "…" } else { "" };
+        format!("{option} '{}{more}': {e}", shown.escape_debug())
+    })
 }
 
 #[tokio::main]
@@ -714,5 +746,45 @@ mod tests {
         assert!(parse(args(&format!("{REAL} --open t --instance i"))).is_err());
         assert!(parse(args("board.xdc --share")).is_err(), "needs a server");
         assert!(parse(args("board.xdc --open")).is_err(), "needs a server");
+    }
+
+    /// Every bad JID or thread is refused by the parser, naming the option
+    /// and the value.
+    #[test]
+    fn bad_jids_and_threads_name_the_option_and_the_value() {
+        let refused = |line: &str, option: &str, value: &str| {
+            let e = parse(args(line)).err().unwrap_or_default();
+            assert!(
+                e.contains(option) && e.contains(value),
+                "{line}: {e:?} should name {option} and {value}"
+            );
+        };
+        refused("board.xdc --jid x --password p --room r@m", "--jid", "x");
+        refused(
+            "board.xdc --jid a@x --password p --room muc.x",
+            "--room",
+            "muc.x",
+        );
+        refused(
+            "board.xdc --jid a@x --password p --room r@m/nick",
+            "--room",
+            "r@m/nick",
+        );
+        refused(
+            "board.xdc --jid a@b@c --password p --room r@m",
+            "--jid",
+            "a@b@c",
+        );
+        let long = "t".repeat(1025);
+        refused(
+            &format!("board.xdc --instance {long}"),
+            "--instance",
+            "1025 bytes",
+        );
+        refused(&format!("--open {long} {REAL}"), "--open", "1025 bytes");
+        let mut with_control = args("board.xdc --instance");
+        with_control.push("a\u{1}b".into());
+        let e = parse(with_control).err().unwrap_or_default();
+        assert!(e.contains("--instance") && e.contains("a\\u{1}b"), "{e:?}");
     }
 }
