@@ -372,6 +372,47 @@ async fn jids(server: &TestServer) -> Vec<Row> {
         figures.join("; "),
         held,
     ));
+
+    // A domain-only contact is allowed (a gateway or a bot component can
+    // be one): what the server does with a frame to itself is reported.
+    let mut events = alice.events();
+    let contact: BareJid = server.domain().parse().unwrap();
+    let channel = alice.direct(contact).join_realtime_channel("t");
+    let sent = match &channel {
+        Ok(ch) => Some(ch.send(b"to the server itself").await),
+        Err(_) => None,
+    };
+    let (answer, took) = timed(SILENT_ROOM_TIMEOUT, async {
+        loop {
+            match events.recv().await {
+                Some(ClientEvent::Room(EngineEvent::SendBounced { condition, .. })) => {
+                    return Some(condition)
+                }
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+    })
+    .await;
+    // Still usable afterwards.
+    let after = alice.group(room(server, "after-domain-contact")).await;
+    rows.push(Row::new(
+        Part::Api,
+        "Prosody: DirectChat with a domain-only contact (the server): join, send",
+        format!(
+            "join {:?}; send {sent:?}; the server's answer: {} after {}; the client still enters a room: {}",
+            channel.as_ref().map(|_| "Ok"),
+            match &answer {
+                Some(Some(c)) => format!("bounce ({c})"),
+                Some(None) => "client closed".into(),
+                None => "none".into(),
+            },
+            ms(took),
+            after.is_ok()
+        ),
+        channel.is_ok() && matches!(sent, Some(Ok(()))) && after.is_ok(),
+    ));
+    drop(channel);
     alice.shutdown().await;
 
     // An account JID without a local part.
