@@ -238,24 +238,27 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guard<S> {
             Poll::Ready(Ok(())) => {}
             other => return other,
         }
-        let mut result = Ok(());
-        for &b in &buf.filled()[before..] {
+        let mut passed = buf.filled().len();
+        for (at, &b) in buf.filled()[before..].iter().enumerate() {
             match this.scanner.feed(b) {
                 Scan::Fine => {}
                 Scan::StreamError(cause) => record(&this.causes, cause),
                 Scan::Violation(cause) => {
-                    result = Err(violation(&cause));
                     record(&this.causes, cause.clone());
                     this.tripped = Some(cause);
+                    passed = before + at;
                     break;
                 }
             }
         }
-        if result.is_err() {
-            // Nothing of this read reaches the parser.
-            buf.set_filled(before);
+        // What came before the violation reaches the parser (it may end a
+        // stanza); the violation is the next read's error. Nothing of the
+        // offending bytes is ever passed on.
+        buf.set_filled(passed);
+        match &this.tripped {
+            Some(cause) if passed == before => Poll::Ready(Err(violation(cause))),
+            _ => Poll::Ready(Ok(())),
         }
-        Poll::Ready(result)
     }
 }
 

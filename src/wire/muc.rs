@@ -153,6 +153,12 @@ pub fn read_presence(p: &Presence) -> Option<(BareJid, RoomPresence)> {
         .filter(|c| c.is("status", NS_MUC_USER))
         .filter_map(|c| Status::try_from(c.clone()).ok())
         .collect();
+    // A destroyed room is gone for every occupant, us included, whoever
+    // the presence names: ejabberd, following XEP-0045's example, sends
+    // the destruction without status 110.
+    if p.type_ == PresenceType::Unavailable && x.children().any(|c| c.is("destroy", NS_MUC_USER)) {
+        return Some((room, RoomPresence::Removed(RemovalReason::Destroyed)));
+    }
     if !statuses.contains(&Status::SelfPresence) {
         return Some((room, RoomPresence::Other));
     }
@@ -282,6 +288,13 @@ mod tests {
                 x(&(st(110) + &st(303)))
             )),
             RoomPresence::Other
+        );
+        // ejabberd's destruction, without status 110 (XEP-0045 §10.9).
+        assert_eq!(
+            read("<presence xmlns='jabber:client' type='unavailable' from='r@m/me'>\
+                  <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='none'/>\
+                  <destroy><reason>bye</reason></destroy></x></presence>"),
+            RoomPresence::Removed(RemovalReason::Destroyed)
         );
         // Another occupant's presence is not about us.
         assert_eq!(

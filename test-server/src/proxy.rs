@@ -42,6 +42,8 @@ struct State {
     stalled_below: u64,
     /// Both sockets of every connection, to close them on drop.
     sockets: Vec<TcpStream>,
+    /// New connections are closed at once (the path is down for them).
+    refusing: bool,
     closed: bool,
 }
 
@@ -84,6 +86,13 @@ impl Proxy {
         st.stalled_below = st.accepted;
     }
 
+    /// While `refusing`, new connections are closed as soon as they are
+    /// accepted (the client sees the server hang up), so that a client
+    /// that noticed a stall cannot get through until the test says so.
+    pub fn refuse_new(&self, refusing: bool) {
+        self.shared.lock().refusing = refusing;
+    }
+
     /// How many connections the proxy has accepted so far.
     pub fn connections(&self) -> u64 {
         self.shared.lock().accepted
@@ -112,6 +121,10 @@ fn accept(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>) {
             return;
         }
         let Ok(client) = client else { continue };
+        if shared.lock().refusing {
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        }
         let Ok(server) = TcpStream::connect(upstream) else {
             // Upstream down: the client sees its connection closed, as it
             // would without the proxy.
@@ -147,21 +160,22 @@ fn accept(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>) {
 fn pump(mut from: TcpStream, mut to: TcpStream, number: u64, shared: Arc<Shared>) {
     let mut buf = [0u8; 16 * 1024];
     loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
+        let read = from.read(&mut buf);
         {
             let mut st = shared.lock();
             if number < st.stalled_below {
-                // Stalled: hold these bytes and everything after them until
-                // the proxy is dropped.
+                // Stalled: hold these bytes, and a close too (a dead path
+                // carries no FIN either), until the proxy is dropped.
                 while !st.closed {
                     st = shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
                 }
                 return;
             }
         }
+        let n = match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
         if to.write_all(&buf[..n]).is_err() {
             break;
         }
