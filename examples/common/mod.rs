@@ -13,6 +13,12 @@ use webxdc_realtime_xmpp::{Channel, Chat, Client, ClientEvent, Delivery, EngineE
 /// more than the apps a room really runs at once.
 pub const DEFAULT_MAX_CHANNELS: usize = 64;
 
+/// How many refused instances the bot remembers, so that each is logged
+/// once rather than once per frame (an app in a busy room sends many). When
+/// full the memory starts afresh: bounded, and at worst an instance is
+/// logged again.
+const REFUSED_MEMORY: usize = 1024;
+
 /// How the bot limits itself.
 #[derive(Debug, Clone)]
 pub struct BotOptions {
@@ -40,7 +46,8 @@ pub struct BotCounts {
     pub rooms: usize,
     /// App instances it joined (never more than the cap).
     pub joined: usize,
-    /// New app instances it refused at the cap.
+    /// App instances it refused at the cap, each counted (and logged) once
+    /// while it is remembered (see `REFUSED_MEMORY`).
     pub refused: u64,
     /// Client events it missed by falling behind (instances among them
     /// were neither joined nor refused).
@@ -81,9 +88,11 @@ pub async fn serve_with(
         println!("bot: in room {room} as {}", client.nick());
         counts.send_modify(|c| c.rooms += 1);
     }
-    // Only joined instances are remembered: refused ones cost nothing, so
-    // an inventor cannot grow this set past the cap.
+    // Both sets are bounded (the cap, REFUSED_MEMORY), so an inventor of
+    // thread ids cannot grow them; the thread ids in them are at most
+    // 1024 bytes each (the library drops longer ones on arrival).
     let mut joined = HashSet::new();
+    let mut refused = HashSet::new();
     loop {
         match events.recv().await {
             Some(ClientEvent::Room(EngineEvent::UnjoinedInstance { chat, thread, from })) => {
@@ -92,6 +101,12 @@ pub async fn serve_with(
                 }
                 let shown = shorten(&thread);
                 if joined.len() >= options.max_channels {
+                    if refused.len() >= REFUSED_MEMORY {
+                        refused.clear();
+                    }
+                    if !refused.insert((chat.clone(), thread)) {
+                        continue; // logged already
+                    }
                     counts.send_modify(|c| c.refused += 1);
                     tracing::warn!(
                         chat = %match &chat {
