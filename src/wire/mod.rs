@@ -295,6 +295,30 @@ mod tests {
     }
 
     #[test]
+    fn an_incoming_update_with_a_thread_over_the_limit_is_refused() {
+        let update = |thread: &str| -> xmpp_parsers::message::Message {
+            let el: Element = format!(
+                "<message xmlns='jabber:client' from='room@muc.example.org/bob' type='groupchat'>\
+                 <thread>{thread}</thread><x xmlns='urn:xmpp:webxdc:0'>\
+                 <json xmlns='urn:xmpp:json:0'>{{\"a\":1}}</json></x></message>"
+            )
+            .parse()
+            .unwrap();
+            el.try_into().unwrap()
+        };
+        assert!(matches!(
+            update::decode_update(&update(&"t".repeat(MAX_THREAD))),
+            Ok(Some(_))
+        ));
+        assert_eq!(
+            update::decode_update(&update(&"t".repeat(MAX_THREAD + 1))).err(),
+            Some(WireError::ThreadTooLong {
+                len: MAX_THREAD + 1
+            })
+        );
+    }
+
+    #[test]
     fn conditions_round_trip_by_name() {
         for name in [
             "forbidden",
