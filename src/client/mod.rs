@@ -31,8 +31,25 @@
 //! Connection trouble is reported, never hidden: every channel receives
 //! [`crate::Delivery::Connection`] items, and
 //! [`Client::events`] yields [`ClientEvent`]s (including each failed
-//! reconnection attempt). After a reconnection that could not resume the
-//! old session the rooms are joined again by themselves.
+//! reconnection attempt, and [`ClientEvent::ConnectionDropped`] when the
+//! client knows why a connection ended: a stream error from the server,
+//! or a server that sent more than the client holds). After a
+//! reconnection that could not resume the old session the rooms are
+//! joined again by themselves.
+//!
+//! # Rejoin policy
+//!
+//! A room that removed us by its own decision (kicked, banned, made
+//! members-only, destroyed:
+//! [`RemovalReason::is_decision`](crate::RemovalReason::is_decision)) is not entered
+//! again by itself, not even after a reconnection; every channel of the
+//! room receives [`Delivery::Removed`]. If the automatic re-entry after a
+//! reconnection is refused (we were banned, the room became members-only
+//! or another occupant took our nick while we were away), every channel
+//! receives `Removed(Banned)`, `Removed(MembersOnly)` or
+//! `Removed(NickTaken)` and the room is not tried again. A technical
+//! removal (service shutdown) is entered again at once. [`Client::group`]
+//! enters a room again; a refusal then is [`GroupError::Refused`].
 
 mod actor;
 mod connector;
