@@ -109,12 +109,14 @@ pub enum GroupError {
         condition: ErrorCondition,
     },
     /// The address cannot name a room: it is a domain only (a room's JID
-    /// is `room@service`). Nothing was sent.
-    #[error("{0} is not a room address (a room is room@service)")]
+    /// is `room@service`), or it is on our own server's domain, which holds
+    /// accounts, never rooms (a MUC service is a host of its own). Nothing
+    /// was sent.
+    #[error("{0} is not a room address (a room is room@muc-service)")]
     NotARoom(BareJid),
     /// No answer from the room within the timeout: also what an address on
-    /// a server without a MUC service gives (a presence to an account that
-    /// is not there gets no answer, RFC 6121 §4.3).
+    /// another server without a MUC service gives (a presence to an account
+    /// that is not there gets no answer, RFC 6121 §4.3).
     #[error("no answer from room {room} within {timeout:?}")]
     Timeout {
         /// The room.

@@ -496,21 +496,29 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// * [`GroupError::NotARoom`] at once for a domain-only address.
+    /// * [`GroupError::NotARoom`] at once for a domain-only address, or an
+    ///   address on our own server's domain (accounts, not rooms).
     /// * [`GroupError::Refused`] when the room (or the server for it)
     ///   refuses: banned, members-only, nick taken, password, or a MUC
     ///   service that does not exist (Prosody says `not-allowed`, ejabberd
     ///   `forbidden`).
     /// * [`GroupError::Timeout`] after the join timeout when nothing
-    ///   answers: what an address with no MUC service behind it (the
-    ///   server's own domain) gives.
+    ///   answers: what an address on another server with no MUC service
+    ///   behind it gives.
     /// * [`GroupError::Closed`] after [`shutdown`](Client::shutdown).
     ///
     /// All of them are listed in `docs/errors.md`.
     pub async fn group(&self, room: BareJid) -> Result<GroupChat, GroupError> {
-        // A domain is a service, never a room: a join presence to it could
-        // only time out.
-        if room.node().is_none() {
+        // A domain is a service, never a room, and our own server's domain
+        // holds accounts, not rooms (a MUC service is a host of its own): a
+        // join presence to either gets no answer and could only time out.
+        let own_domain = self
+            .inner
+            .shared
+            .engine()
+            .own_jid()
+            .is_some_and(|me| me.domain() == room.domain());
+        if room.node().is_none() || own_domain {
             return Err(GroupError::NotARoom(room));
         }
         let (reply, answer) = oneshot::channel();
