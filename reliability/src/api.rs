@@ -416,6 +416,44 @@ async fn jids(server: &TestServer) -> Vec<Row> {
     drop(channel);
     alice.shutdown().await;
 
+    // Nicks that cannot be a resource (empty, over 1023 bytes, a control
+    // character): the room's address with that nick does not parse.
+    let mut figures = Vec::new();
+    let mut held = true;
+    for (i, (what, nick)) in [
+        ("empty", String::new()),
+        ("1100 bytes", "n".repeat(1100)),
+        ("a control character", "a\u{7}b".to_owned()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cfg = config(server, &format!("jid-nick-{i}")).with_nick(nick);
+        let c = Client::connect(cfg).await;
+        let (r, took) = match &c {
+            Ok(c) => timed(PATIENCE, c.group(room(server, "nick-room"))).await,
+            Err(_) => (None, Duration::ZERO),
+        };
+        held &= match (&c, &r) {
+            (Err(ConnectError::Config(_)), _) => true,
+            (Ok(_), Some(Err(GroupError::Refused { .. }))) => took < Duration::from_secs(1),
+            _ => false,
+        };
+        figures.push(match &c {
+            Err(e) => format!("{what}: connect {e:?}"),
+            Ok(_) => format!("{what}: group {} in {}", show(&r), ms(took)),
+        });
+        if let Ok(c) = c {
+            c.shutdown().await;
+        }
+    }
+    rows.push(Row::new(
+        Part::Api,
+        "Prosody: Config::with_nick with a nick that cannot be a resource",
+        figures.join("; "),
+        held,
+    ));
+
     // An account JID without a local part.
     let (_, password) = server.account("jid-nobody").expect("account");
     let cfg = Config::new(server.domain().parse().unwrap(), password)
