@@ -454,6 +454,20 @@ async fn jids(server: &TestServer) -> Vec<Row> {
         held,
     ));
 
+    // A resource that cannot be one.
+    let cfg = config(server, "jid-resource").with_resource("");
+    let (r, took) = timed(PATIENCE, Client::connect(cfg)).await;
+    let ok = matches!(&r, Some(Err(ConnectError::Config(_))));
+    if let Some(Ok(c)) = &r {
+        c.shutdown().await;
+    }
+    rows.push(Row::new(
+        Part::Api,
+        "Prosody: Config::with_resource(\"\") then Client::connect",
+        format!("{} in {}", show(&r), ms(took)),
+        ok && took < Duration::from_secs(1),
+    ));
+
     // An account JID without a local part.
     let (_, password) = server.account("jid-nobody").expect("account");
     let cfg = Config::new(server.domain().parse().unwrap(), password)
