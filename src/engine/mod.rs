@@ -272,6 +272,37 @@ fn random_stanza_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// Whether a payload of `stanza` nests deeper than
+/// [`wire::frame::MAX_DEPTH`] (the stanza itself being level 1).
+fn has_deep_payload(stanza: &Stanza) -> bool {
+    use xmpp_parsers::iq::Iq;
+    let deep = |p: &Element| wire::frame::too_deep(p, 2);
+    match stanza {
+        Stanza::Message(m) => m.payloads.iter().any(deep),
+        Stanza::Presence(p) => p.payloads.iter().any(deep),
+        Stanza::Iq(Iq::Get { payload, .. } | Iq::Set { payload, .. }) => deep(payload),
+        Stanza::Iq(Iq::Result { payload, .. } | Iq::Error { payload, .. }) => {
+            payload.as_ref().is_some_and(deep)
+        }
+    }
+}
+
+/// Drops `stanza` without recursing into its payloads.
+fn dismantle_stanza(stanza: Stanza) {
+    use xmpp_parsers::iq::Iq;
+    let payloads = match stanza {
+        Stanza::Message(m) => m.payloads,
+        Stanza::Presence(p) => p.payloads,
+        Stanza::Iq(Iq::Get { payload, .. } | Iq::Set { payload, .. }) => vec![payload],
+        Stanza::Iq(Iq::Result { payload, .. } | Iq::Error { payload, .. }) => {
+            payload.into_iter().collect()
+        }
+    };
+    for p in payloads {
+        wire::frame::dismantle(p);
+    }
+}
+
 /// What [`Engine::handle_element`] did with a stanza.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -773,6 +804,12 @@ impl Engine {
     /// [`handle_element`](Self::handle_element).
     pub fn handle_xml(&mut self, xml: &str) -> Handled {
         match xml.parse::<Element>() {
+            // Parsing does not recurse, dropping does: a deep element is
+            // taken apart iteratively (see [`wire::frame::MAX_DEPTH`]).
+            Ok(el) if wire::frame::too_deep(&el, 1) => {
+                wire::frame::dismantle(el);
+                Handled::Rejected(Rejection::Malformed(WireError::TooDeep))
+            }
             Ok(el) => self.handle_element(&el),
             Err(e) => Handled::Rejected(Rejection::UnparsableXml(e.to_string())),
         }
@@ -781,6 +818,10 @@ impl Engine {
     /// Handles one incoming stanza given as an element: reads it into its
     /// typed form and calls [`handle_stanza`](Self::handle_stanza).
     pub fn handle_element(&mut self, el: &Element) -> Handled {
+        // Before the typed parsers, which recurse once per level.
+        if wire::frame::too_deep(el, 1) {
+            return Handled::Rejected(Rejection::Malformed(WireError::TooDeep));
+        }
         match el.name() {
             "message" => match wire::frame::parse_message(el) {
                 Ok(m) => self.handle_stanza(Stanza::Message(m)),
@@ -799,6 +840,12 @@ impl Engine {
     /// update room state, realtime frames are checked and delivered, error
     /// bounces become events, everything else is ignored.
     pub fn handle_stanza(&mut self, stanza: Stanza) -> Handled {
+        // Payloads are kept as elements by the typed stanza; reading them
+        // (an archive result, an upload answer) recurses once per level.
+        if has_deep_payload(&stanza) {
+            dismantle_stanza(stanza);
+            return Handled::Rejected(Rejection::Malformed(WireError::TooDeep));
+        }
         let handled = match &stanza {
             Stanza::Message(m) => self.handle_message(m),
             Stanza::Presence(p) => {

@@ -34,6 +34,43 @@ use super::{
 /// cannot make us allocate more than the limit.
 const MAX_BASE64_LEN: usize = MAX_PAYLOAD.div_ceil(3) * 4;
 
+/// The deepest nesting of elements a stanza may have, the stanza itself
+/// being level 1. The deepest stanza this library reads (an archived
+/// shared app: message, result, forwarded, message, reference,
+/// media-sharing, file, hash) has 8 levels. Deeper input is refused before
+/// anything recurses into it: parsing into typed stanzas, cloning and
+/// dropping elements all recurse once per level, and a few thousand levels
+/// (well inside a server's 256 KiB stanza limit) overflow a thread's stack,
+/// which aborts the whole process.
+pub const MAX_DEPTH: usize = 64;
+
+/// Whether `el` nests elements deeper than [`MAX_DEPTH`] levels, counting
+/// `el` as level `level`. Walks the tree without recursion.
+pub fn too_deep(el: &Element, level: usize) -> bool {
+    let mut stack = vec![(el, level)];
+    while let Some((e, depth)) = stack.pop() {
+        if depth > MAX_DEPTH {
+            return true;
+        }
+        stack.extend(e.children().map(|c| (c, depth + 1)));
+    }
+    false
+}
+
+/// Takes `el` apart without recursion: dropping an element drops its
+/// children recursively, which a deep enough element turns into a stack
+/// overflow.
+pub fn dismantle(el: Element) {
+    let mut stack = vec![el];
+    while let Some(mut e) = stack.pop() {
+        for node in e.take_nodes() {
+            if let minidom::Node::Element(child) = node {
+                stack.push(child);
+            }
+        }
+    }
+}
+
 /// A realtime frame read from a stanza.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -122,6 +159,9 @@ pub enum WireError {
     /// two `<thread/>` elements, or a bad attribute value).
     #[error("malformed message: {0}")]
     Invalid(String),
+    /// The stanza nests elements deeper than [`MAX_DEPTH`] levels.
+    #[error("stanza nested deeper than {max} elements", max = MAX_DEPTH)]
+    TooDeep,
     /// A status update whose payload is not JSON.
     #[error("status update payload is not JSON: {0}")]
     BadJson(String),
@@ -175,6 +215,9 @@ pub fn decode(el: &Element) -> Result<Option<Frame>, WireError> {
 pub fn parse_message(el: &Element) -> Result<Message, WireError> {
     if el.name() != "message" || !is_stanza_ns(&el.ns()) {
         return Err(WireError::NotAMessage);
+    }
+    if too_deep(el, 1) {
+        return Err(WireError::TooDeep);
     }
     parse_jid(el, "from")?;
     parse_jid(el, "to")?;
@@ -458,6 +501,40 @@ mod tests {
         assert_eq!(frame.data, b"hi");
         assert_eq!(frame.kind, ChatKind::Direct);
         assert_eq!(frame.origin_id, None);
+    }
+
+    /// Without the depth check, a message nested 20000 levels deep
+    /// overflowed the stack of a 2 MiB thread (Rust's default for spawned
+    /// threads) in `Message::try_from`, aborting the process.
+    #[test]
+    fn deep_nesting_is_refused_without_recursing() {
+        let xml = format!(
+            "<message xmlns='jabber:client' from='a@b/c' type='chat'><thread>t</thread>\
+             <x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data>{}{}</x></message>",
+            "<a>".repeat(20_000),
+            "</a>".repeat(20_000)
+        );
+        let outcome = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let el = parse(&xml);
+                let got = decode(&el);
+                dismantle(el);
+                got
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(outcome, Err(WireError::TooDeep));
+        // Shallow enough: still a frame.
+        let el = parse(&format!(
+            "<message xmlns='jabber:client' from='a@b/c' type='chat'><thread>t</thread>\
+             <x xmlns='urn:xmpp:webxdc:0'><data>aGk=</data>{}{}</x></message>",
+            "<a>".repeat(MAX_DEPTH - 3),
+            "</a>".repeat(MAX_DEPTH - 3)
+        ));
+        assert!(!too_deep(&el, 1));
+        assert_eq!(decode(&el).unwrap().unwrap().data, b"hi");
     }
 
     #[test]
