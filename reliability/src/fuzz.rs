@@ -725,6 +725,9 @@ fn wire_checks(xml: &str) -> (usize, Vec<String>) {
     };
     // The harness's own typed parsing recurses like any other.
     let shallow = depth_of(&el) <= DEPTH_LIMIT;
+    if wire::frame::text_too_deep(xml) == shallow {
+        invalid.push("the depth scan of the text disagrees with the parsed depth".into());
+    }
     match el.name() {
         "message" => {
             if let Ok(Some(frame)) = wire::decode(&el) {

@@ -803,6 +803,10 @@ impl Engine {
     /// Handles one incoming stanza given as XML text: parses it and calls
     /// [`handle_element`](Self::handle_element).
     pub fn handle_xml(&mut self, xml: &str) -> Handled {
+        // Deep text is refused before the parser spends time on it.
+        if wire::frame::text_too_deep(xml) {
+            return Handled::Rejected(Rejection::Malformed(WireError::TooDeep));
+        }
         match xml.parse::<Element>() {
             // Parsing does not recurse, dropping does: a deep element is
             // taken apart iteratively (see [`wire::frame::MAX_DEPTH`]).

@@ -57,6 +57,63 @@ pub fn too_deep(el: &Element, level: usize) -> bool {
     false
 }
 
+/// Whether the XML text `xml` nests elements deeper than [`MAX_DEPTH`],
+/// judged by a scan of the text alone (start and end tags, with comments,
+/// CDATA sections, processing instructions and quoted attribute values
+/// skipped). The parser's time grows faster than the depth (about a
+/// second for 40000 levels): this lets a caller refuse such text without
+/// parsing it. Exact for well-formed XML; text that is not well-formed is
+/// refused by the parser anyway.
+pub fn text_too_deep(xml: &str) -> bool {
+    let b = xml.as_bytes();
+    let find = |from: usize, pat: &[u8]| {
+        b.get(from..)
+            .and_then(|rest| rest.windows(pat.len()).position(|w| w == pat))
+            .map(|p| from + p + pat.len())
+    };
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(off) = b.get(i..).and_then(|r| r.iter().position(|&c| c == b'<')) {
+        i += off;
+        let rest = &b[i..];
+        let skip_to = |pat: &[u8]| find(i, pat).unwrap_or(b.len());
+        if rest.starts_with(b"<!--") {
+            i = skip_to(b"-->");
+        } else if rest.starts_with(b"<![CDATA[") {
+            i = skip_to(b"]]>");
+        } else if rest.starts_with(b"<?") {
+            i = skip_to(b"?>");
+        } else if rest.starts_with(b"<!") {
+            i = skip_to(b">");
+        } else if rest.starts_with(b"</") {
+            depth = depth.saturating_sub(1);
+            i = skip_to(b">");
+        } else {
+            // A start tag: its end is the first '>' outside quotes.
+            let mut j = i + 1;
+            let mut quote = None;
+            while let Some(&c) = b.get(j) {
+                match (quote, c) {
+                    (Some(q), c) if c == q => quote = None,
+                    (Some(_), _) => {}
+                    (None, b'\'' | b'"') => quote = Some(c),
+                    (None, b'>') => break,
+                    (None, _) => {}
+                }
+                j += 1;
+            }
+            if b.get(j.wrapping_sub(1)) != Some(&b'/') {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return true;
+                }
+            }
+            i = j + 1;
+        }
+    }
+    false
+}
+
 /// Takes `el` apart without recursion: dropping an element drops its
 /// children recursively, which a deep enough element turns into a stack
 /// overflow.
@@ -535,6 +592,32 @@ mod tests {
         ));
         assert!(!too_deep(&el, 1));
         assert_eq!(decode(&el).unwrap().unwrap().data, b"hi");
+    }
+
+    #[test]
+    fn the_text_scan_counts_depth_as_the_parser_does() {
+        let deep = |n: usize| format!("{}{}", "<a>".repeat(n), "</a>".repeat(n));
+        let cases = [
+            format!("<m xmlns='x'>{}</m>", deep(MAX_DEPTH - 1)),
+            format!("<m xmlns='x'>{}</m>", deep(MAX_DEPTH)),
+            format!("<m xmlns='x' a='>' b=\"/>'\">{}</m>", deep(MAX_DEPTH - 1)),
+            format!("<m xmlns='x'>{}</m>", "<a/>".repeat(200)),
+            format!("<m xmlns='x'><![CDATA[<a><a>]]>{}</m>", deep(MAX_DEPTH - 1)),
+            format!("<m xmlns='x'>{}<b/></m>", deep(MAX_DEPTH - 1)),
+            format!("<?xml version='1.0'?><m xmlns='x'>{}</m>", deep(MAX_DEPTH)),
+        ];
+        for xml in &cases {
+            let el = parse(xml);
+            assert_eq!(text_too_deep(xml), too_deep(&el, 1), "{xml}");
+        }
+        assert!(!text_too_deep(&cases[0]));
+        assert!(text_too_deep(&cases[1]));
+        // What the parser refuses (comments, processing instructions) is
+        // skipped by the scan all the same.
+        let hidden = deep(MAX_DEPTH);
+        assert!(!text_too_deep(&format!(
+            "<m><!-- {hidden} --><?p {hidden}?><!DOCTYPE m></m>"
+        )));
     }
 
     #[test]
