@@ -1002,7 +1002,7 @@ async fn rejoin_refused_case(
         Part::Fault,
         case,
         format!(
-            "saw {}; both channels: Removed({:?}), Removed({:?}) {} after the path came back; send: {:?}; not re-entered by itself",
+            "saw {}; both channels: Removed({:?}), Removed({:?}) {} after the room changed (the member first notices the cut by its keepalive); send: {:?}; not re-entered by itself",
             seen.summary(),
             reasons[0],
             reasons[1],
