@@ -22,7 +22,7 @@
 //! scales (they are cheap: the client stops reading them at its bound).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -34,7 +34,7 @@ use webxdc_realtime_xmpp::{
 };
 use xmpp_test_server::proxy::Proxy;
 use xmpp_test_server::raw::RawClient;
-use xmpp_test_server::script::ScriptServer;
+use xmpp_test_server::script::{ScriptConn, ScriptServer};
 use xmpp_test_server::{ServerKind, TestServer};
 
 use crate::report::own_memory_kib;
@@ -1016,12 +1016,15 @@ async fn rejoin_refused_case(
 // ----- scripted servers -----
 
 /// Scripted server: log in, bind, then on the first connection only run
-/// `first` (the misbehaviour); later connections are served normally
-/// until the client hangs up.
+/// `first` (the misbehaviour) once the test says go (after it subscribed
+/// to the client's events, so that it sees all of them); later
+/// connections are served normally until the client hangs up.
 fn scripted(
-    first: impl Fn(&mut xmpp_test_server::script::ScriptConn) + Send + Sync + 'static,
-) -> std::io::Result<ScriptServer> {
-    ScriptServer::start(move |mut conn, n| {
+    first: impl Fn(&mut ScriptConn) + Send + Sync + 'static,
+) -> std::io::Result<(ScriptServer, mpsc::Sender<()>)> {
+    let (go, went) = mpsc::channel();
+    let went = Mutex::new(Some(went));
+    let server = ScriptServer::start(move |mut conn, n| {
         if conn.log_in(false).is_none() {
             return;
         }
@@ -1029,11 +1032,15 @@ fn scripted(
             return;
         };
         conn.bind(&head, &format!("alice@localhost/r{n}"));
-        if n == 0 {
-            first(&mut conn);
+        let went = went.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(went) = went {
+            if went.recv().is_ok() {
+                first(&mut conn);
+            }
         }
         conn.drain();
-    })
+    })?;
+    Ok((server, go))
 }
 
 fn script_config(server: &ScriptServer) -> Config {
@@ -1047,7 +1054,7 @@ fn script_config(server: &ScriptServer) -> Config {
 async fn stream_error_case() -> Outcome {
     let case = "scripted server: stream closed with policy-violation".to_owned();
     let fail = |why: String| (case.clone(), why);
-    let server = scripted(|conn| {
+    let (server, go) = scripted(|conn| {
         conn.say(
             "<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
              <text xmlns='urn:ietf:params:xml:ns:xmpp-streams' xml:lang='en'>stanza too big</text>\
@@ -1055,9 +1062,10 @@ async fn stream_error_case() -> Outcome {
         );
     })
     .map_err(|e| fail(format!("script server: {e}")))?;
-    let started = Instant::now();
     let a = connect(script_config(&server)).await.map_err(fail)?;
     let mut events = a.events();
+    let started = Instant::now();
+    go.send(()).map_err(|_| fail("the script is gone".into()))?;
     let mut seen = Seen::default();
     until(&mut events, &mut seen, "Disconnected", is_disconnected)
         .await
@@ -1073,7 +1081,7 @@ async fn stream_error_case() -> Outcome {
         Part::Fault,
         case,
         format!(
-            "saw {}; reported {} after connecting, new session {} after (the client reconnects: \
+            "saw {}; reported {} after the server's stream error, new session {} after (the client reconnects: \
              a stream error ends a stream, not the account)",
             seen.summary(),
             secs(noticed),
@@ -1135,7 +1143,7 @@ async fn hostile_case(hostile: Hostile) -> Outcome {
         .into_bytes(),
     });
     let sent = bytes.len();
-    let server = {
+    let (server, go) = {
         let bytes = bytes.clone();
         scripted(move |conn| {
             conn.say_bytes(&bytes);
@@ -1146,9 +1154,10 @@ async fn hostile_case(hostile: Hostile) -> Outcome {
     // (Linux: writing 5 to clear_refs).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let (before, _) = own_memory_kib();
-    let started = Instant::now();
     let a = connect(script_config(&server)).await.map_err(fail)?;
     let mut events = a.events();
+    let started = Instant::now();
+    go.send(()).map_err(|_| fail("the script is gone".into()))?;
     let mut seen = Seen::default();
     until(&mut events, &mut seen, "Disconnected", is_disconnected)
         .await
@@ -1172,7 +1181,7 @@ async fn hostile_case(hostile: Hostile) -> Outcome {
         Part::Fault,
         case,
         format!(
-            "{sent} bytes sent; saw {}; dropped {} after connecting, new session {} after",
+            "{sent} bytes sent; saw {}; dropped {} after the server began, new session {} after",
             seen.summary(),
             secs(noticed),
             secs(recovered)
