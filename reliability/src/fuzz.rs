@@ -63,6 +63,9 @@ pub struct Sizes {
     pub deepest: usize,
     /// One payload in this many is near the 128000-byte limit.
     pub big_one_in: usize,
+    /// One damaged base64 in this many is across the limit (up to a
+    /// megabyte).
+    pub oversize_one_in: usize,
     /// Long texts, many children and oversize base64 are this many times
     /// smaller (the limit-crossing sizes stay as they are).
     pub shrink: usize,
@@ -75,11 +78,13 @@ impl Sizes {
             Scale::Quick => Sizes {
                 deepest: 4096,
                 big_one_in: 1000,
+                oversize_one_in: 100,
                 shrink: 10,
             },
             Scale::Full => Sizes {
                 deepest: 40_000,
                 big_one_in: 100,
+                oversize_one_in: 50,
                 shrink: 1,
             },
         }
@@ -1277,7 +1282,7 @@ fn damage_b64(rng: &mut Rng, b64: &str, sizes: Sizes) -> String {
     let at = |rng: &mut Rng, s: &str| rng.below(s.len() + 1);
     // Sizes across the limit, rarer in a quick run (each costs as much as
     // hundreds of small inputs).
-    if rng.chance(sizes.big_one_in / 10) {
+    if rng.chance(sizes.oversize_one_in) {
         let n = match rng.below(2) {
             0 => *rng.pick(&[MAX_PAYLOAD, MAX_PAYLOAD + 1, MAX_PAYLOAD + 3]),
             _ => 0,
@@ -1423,13 +1428,15 @@ fn forge(rng: &mut Rng, m: &mut El) {
 /// Deep nesting as raw text: the generator's own trees stay shallow (so
 /// that only the library's recursion is put to the test).
 fn nest(rng: &mut Rng, m: El, deepest: usize) -> El {
-    let depth = match rng.below(200) {
+    // The deepest are rare: each costs the harness's own parse (not the
+    // engine's, which refuses them from the text) up to a second.
+    let depth = match rng.below(2000) {
         0 => deepest,
         1..=2 => deepest.min(20_000),
-        3..=4 => deepest.min(4096),
-        5..=39 => *rng.pick(&[128, 512]),
+        3..=40 => deepest.min(4096),
+        41..=400 => *rng.pick(&[128, 512]),
         // Around the limit, the stanza and the <x/> being levels 1 and 2.
-        40..=119 => *rng.pick(&[58, 59, 60, 61, 62, 63, 64, 65]),
+        401..=1200 => *rng.pick(&[58, 59, 60, 61, 62, 63, 64, 65]),
         _ => *rng.pick(&[1, 8, 20, 32]),
     };
     let deep = |inside: &str| {
