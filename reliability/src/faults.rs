@@ -29,8 +29,8 @@ use futures::StreamExt;
 use tokio::time::timeout;
 use webxdc_realtime_xmpp::jid::BareJid;
 use webxdc_realtime_xmpp::{
-    Channel, Client, ClientEvent, Config, ConnectionEvent, Delivery, EngineEvent, ErrorCondition,
-    Events, GroupError, RemovalReason, SendError,
+    Channel, Client, ClientEvent, Config, ConnectError, ConnectionEvent, Delivery, EngineEvent,
+    ErrorCondition, Events, GroupError, RemovalReason, SendError,
 };
 use xmpp_test_server::proxy::Proxy;
 use xmpp_test_server::raw::RawClient;
@@ -71,6 +71,7 @@ pub async fn run(scale: Scale) -> Vec<Row> {
     for hostile in [Hostile::Huge, Hostile::Laughs, Hostile::Deep] {
         rows.push(row(hostile_case(hostile).await));
     }
+    rows.push(row(laughs_at_login_case().await));
     for kind in [ServerKind::Prosody, ServerKind::Ejabberd] {
         let mut server = setup::server(kind);
         rows.push(row(kill_case(&mut server, keepalive).await));
@@ -1194,6 +1195,59 @@ async fn hostile_case(hostile: Hostile) -> Outcome {
         mib(peak),
         mib(growth),
         mib(HOSTILE_MEMORY_BOUND_KIB),
+        mib(after)
+    )))
+}
+
+/// The billion-laughs document as the server's answer to our stream
+/// header, on every connection: the login fails within the connect
+/// timeout with the cause in its error, and memory stays flat.
+async fn laughs_at_login_case() -> Outcome {
+    let case = "scripted hostile server: a billion-laughs document instead of the stream header"
+        .to_owned();
+    let fail = |why: String| (case.clone(), why);
+    let doc = Arc::new(format!("<?xml version='1.0'?>{}", billion_laughs()));
+    let server = {
+        let doc = doc.clone();
+        ScriptServer::start(move |mut conn, _| {
+            if conn.until(&["<stream:stream"]).is_some() {
+                conn.say(&doc);
+                conn.drain();
+            }
+        })
+        .map_err(|e| fail(format!("script server: {e}")))?
+    };
+    let limit = Duration::from_secs(2);
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let (before, _) = own_memory_kib();
+    let started = Instant::now();
+    let outcome = Client::connect(script_config(&server).with_connect_timeout(limit)).await;
+    let took = started.elapsed();
+    let (after, peak) = own_memory_kib();
+    let growth = peak.saturating_sub(before);
+    let (held, saw) = match &outcome {
+        Err(e @ ConnectError::Unreachable { last_error, .. }) => {
+            (last_error.contains("DTD"), format!("ConnectError::{e:?}"))
+        }
+        Err(e) => (false, format!("ConnectError::{e:?}")),
+        Ok(_) => (false, "connected".to_owned()),
+    };
+    Ok(Row::new(
+        Part::Fault,
+        case,
+        format!(
+            "Client::connect: {saw} after {} (connect timeout {}, {} connection attempts)",
+            secs(took),
+            secs(limit),
+            server.connections()
+        ),
+        held && took <= limit + NOTICE_SLACK && growth <= HOSTILE_MEMORY_BOUND_KIB,
+    )
+    .with_memory(format!(
+        "RSS before {}, peak {} (+{}), after {}",
+        mib(before),
+        mib(peak),
+        mib(growth),
         mib(after)
     )))
 }
