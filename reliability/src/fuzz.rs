@@ -366,13 +366,13 @@ fn bare(s: &str) -> BareJid {
     s.parse().expect("fixture JIDs are valid")
 }
 
-/// Threads the channels join (a long one too, if the library lets us).
+/// Threads the channels join (one as long as the rules allow).
 fn fixture_threads() -> Vec<String> {
     vec![
         "t-1".into(),
         "t-2".into(),
         "ünïcode thread ✓".into(),
-        "h".repeat(2000),
+        "h".repeat(THREAD_LIMIT),
     ]
 }
 
@@ -501,6 +501,9 @@ fn parse_input(xml: &str) -> Result<Parsed, String> {
         .map_err(|_| "the input is not XML".to_owned())
 }
 
+/// The rules' limit on a thread id (docs/wire-format.md, "The thread id").
+const THREAD_LIMIT: usize = 1024;
+
 /// The rules' depth limit (docs/wire-format.md §3): the stanza is level 1.
 const DEPTH_LIMIT: usize = 64;
 
@@ -528,6 +531,7 @@ fn thread_of(el: &Element) -> Result<String, String> {
         .filter(|c| c.name() == "thread" && c.ns() == el.ns())
         .collect();
     match threads.as_slice() {
+        [t] if t.text().len() > THREAD_LIMIT => Err("thread over 1024 bytes".into()),
         [t] if !t.text().trim().is_empty() => Ok(t.text()),
         [_] => Err("empty thread".into()),
         [] => Err("no thread".into()),
@@ -1354,9 +1358,10 @@ fn damage_thread(rng: &mut Rng, m: &mut El, sizes: Sizes) {
         return;
     };
     let huge = "h".repeat(*rng.pick(&[
-        1999,
+        1023,
+        1024,
+        1025,
         2000,
-        2001,
         65_536 / sizes.shrink,
         300_000 / sizes.shrink,
     ]));

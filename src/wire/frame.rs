@@ -102,11 +102,12 @@ pub fn text_too_deep(xml: &str) -> bool {
                 }
                 j += 1;
             }
+            // An empty-element tag is a level too, with nothing inside.
+            if depth + 1 > MAX_DEPTH {
+                return true;
+            }
             if b.get(j.wrapping_sub(1)) != Some(&b'/') {
                 depth += 1;
-                if depth > MAX_DEPTH {
-                    return true;
-                }
             }
             i = j + 1;
         }
@@ -604,6 +605,18 @@ mod tests {
             format!("<m xmlns='x'>{}</m>", "<a/>".repeat(200)),
             format!("<m xmlns='x'><![CDATA[<a><a>]]>{}</m>", deep(MAX_DEPTH - 1)),
             format!("<m xmlns='x'>{}<b/></m>", deep(MAX_DEPTH - 1)),
+            // The deepest element empty (found by reliability/src/fuzz.rs:
+            // the scan did not count it).
+            format!(
+                "<m xmlns='x'>{}<b/>{}</m>",
+                "<a>".repeat(MAX_DEPTH - 1),
+                "</a>".repeat(MAX_DEPTH - 1)
+            ),
+            format!(
+                "<m xmlns='x'>{}<b/>{}</m>",
+                "<a>".repeat(MAX_DEPTH - 2),
+                "</a>".repeat(MAX_DEPTH - 2)
+            ),
             format!("<?xml version='1.0'?><m xmlns='x'>{}</m>", deep(MAX_DEPTH)),
         ];
         for xml in &cases {
