@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use jid::{BareJid, FullJid};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_xmpp::stanzastream::{Event, StanzaStage, StanzaStream, StanzaToken, StreamEvent};
@@ -28,6 +28,11 @@ use crate::wire::update::UpdateFrame;
 
 /// How long a clean close may take before the stream is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How many stanzas may wait for the server's confirmation at once (see
+/// [`Actor::stream_has_room`]). No deeper than the stream's transmit queue,
+/// so that handing the stream a stanza never waits.
+const SEND_WINDOW: usize = QUEUE_DEPTH;
 
 pub(crate) enum Command {
     /// A handle changed the engine's state and may have queued stanzas.
@@ -129,13 +134,17 @@ impl UpdateFeed {
 pub(crate) struct Actor {
     pub shared: Arc<Shared>,
     pub stream: StanzaStream,
-    /// Tokens of the stanzas handed to the stream that may still wait in
-    /// its transmit queue (oldest first). See [`Actor::stream_has_room`].
-    pub queued: VecDeque<StanzaToken>,
+    /// Tokens of the stanzas handed to the stream that the server has not
+    /// confirmed yet (oldest first): the send window. See
+    /// [`Actor::stream_has_room`].
+    pub in_flight: VecDeque<StanzaToken>,
+    /// The server confirmed a stanza of the current session (XEP-0198 is
+    /// in use): a stanza the session loses unconfirmed is a loss to report.
+    pub acked_in_session: bool,
     /// Stanzas of our own (session presence) to send before the engine's.
     pub priority: VecDeque<Stanza>,
-    /// The stream's transmit queue is full: stop taking commands (so that
-    /// senders wait) until it has room.
+    /// The send window is full: stop taking commands (so that senders
+    /// wait) until the server confirms what it has.
     pub blocked: bool,
     pub commands: mpsc::Receiver<Command>,
     /// Shutdown requests travel apart from the commands, so that a client
@@ -190,6 +199,7 @@ impl Actor {
                         self.shared.engine().handle_stanza(stanza);
                     }
                     Some(Event::Stream(StreamEvent::Reset { bound_jid, .. })) => {
+                        self.session_replaced();
                         match bound_jid.try_into_full() {
                             Ok(own) => self.start_session(own),
                             Err(j) => tracing::warn!(%j, "server bound a JID without resource; ignored"),
@@ -214,8 +224,9 @@ impl Actor {
                         }
                     }
                 },
-                // The stream took a stanza from its queue: room for more.
-                _ = wait_sent(&mut self.queued), if self.blocked => {}
+                // The server confirmed the oldest stanza (or the stream is
+                // done with it): room for more.
+                _ = wait_done(&mut self.in_flight), if self.blocked => {}
                 Some(report) = self.reports.recv() => {
                     let _ = self.events.send(ClientEvent::ReconnectFailed {
                         attempt: report.attempt,
@@ -387,33 +398,88 @@ impl Actor {
         }
     }
 
-    /// Whether the stream's transmit queue can take a stanza without
-    /// waiting.
+    /// Whether the send window has room for another stanza.
     ///
-    /// Waiting there would be a deadlock: while this task waits to send,
-    /// it does not read, the stream's receive queue fills, the stream stops
-    /// reading the socket, and a server that blocks on writing to us (a
-    /// room reflecting a flood back to its sender does) stops reading from
-    /// us, so the transmit queue never drains. Seen with ejabberd: a
-    /// sender of 20000 back-to-back payloads stalled for good. So the task
-    /// counts the stanzas still queued (their tokens say when the stream
-    /// takes them) and never hands it more than the queue holds.
+    /// The window holds the stanzas the server has not confirmed yet
+    /// (XEP-0198 `<a/>`), at most [`SEND_WINDOW`]; `send().await` waits
+    /// while it is full, so a sender cannot outrun the server. Without the
+    /// window a flood ran ahead of ejabberd, which stopped waiting for our
+    /// acknowledgements (tokio-xmpp answers the server's `<r/>` only once
+    /// its transmit queue is empty, which it never was) and closed the
+    /// session after `max_ack_queue` (5000) unconfirmed stanzas: the
+    /// sender left the room and the stanzas in flight were lost. A full
+    /// window empties the transmit queue, so our answers go out too.
+    ///
+    /// It also bounds the stream's transmit queue: waiting there would be
+    /// a deadlock. While this task waits to send, it does not read, the
+    /// stream's receive queue fills, the stream stops reading the socket,
+    /// and a server that blocks on writing to us (a room reflecting a flood
+    /// back to its sender does) stops reading from us, so the transmit
+    /// queue never drains. The window is no deeper than that queue.
+    ///
+    /// A stream without XEP-0198 confirms nothing: its stanzas leave the
+    /// window once written to the socket (the stream drops their tokens
+    /// then), and `send().await` waits for the socket only.
     fn stream_has_room(&mut self) -> bool {
-        while self
-            .queued
-            .front()
-            .is_some_and(|t| t.state() != StanzaStage::Queued)
-        {
-            self.queued.pop_front();
+        let mut lost = 0;
+        while self.in_flight.front_mut().is_some_and(is_done) {
+            if let Some(t) = self.in_flight.pop_front() {
+                lost += self.retire(&t);
+            }
         }
-        self.queued.len() < QUEUE_DEPTH
+        self.report_unconfirmed(lost);
+        self.in_flight.len() < SEND_WINDOW
+    }
+
+    /// Takes a stanza the stream is done with out of the window: 1 if it
+    /// was lost, else 0.
+    fn retire(&mut self, token: &StanzaToken) -> u64 {
+        match StanzaStage::from(&token.state()) {
+            StanzaStage::Acked => {
+                self.acked_in_session = true;
+                0
+            }
+            // Written but never confirmed, on a session that confirms:
+            // the session was discarded with it (a resumed one would have
+            // sent it again and kept tracking it).
+            StanzaStage::Sent if self.acked_in_session => 1,
+            // A session without XEP-0198: written is all we can know.
+            StanzaStage::Queued | StanzaStage::Sent => 0,
+            StanzaStage::Failed | StanzaStage::Dropped => 1,
+        }
+    }
+
+    /// The stream started a new session (the old one could not be
+    /// resumed): what the old one had not confirmed may never have reached
+    /// the server. Counted and reported, never silent.
+    fn session_replaced(&mut self) {
+        let mut lost = 0;
+        let mut waiting = VecDeque::new();
+        for t in std::mem::take(&mut self.in_flight) {
+            match StanzaStage::from(&t.state()) {
+                // Still in the stream's queue: goes out on the new session.
+                StanzaStage::Queued => waiting.push_back(t),
+                _ => lost += self.retire(&t),
+            }
+        }
+        self.in_flight = waiting;
+        self.acked_in_session = false;
+        self.report_unconfirmed(lost);
+    }
+
+    fn report_unconfirmed(&self, stanzas: u64) {
+        if stanzas > 0 {
+            tracing::warn!(stanzas, "stanzas lost unconfirmed with their session");
+            let _ = self.events.send(ClientEvent::Unconfirmed { stanzas });
+        }
     }
 
     async fn transmit(&mut self, stanza: Stanza) {
-        // Returns at once: `stream_has_room` said the queue has room, and
-        // this task is the stream's only sender.
+        // Returns at once: `stream_has_room` said the window has room, the
+        // window is no deeper than the stream's queue, and this task is
+        // the stream's only sender.
         let token = self.stream.send(Box::new(stanza)).await;
-        self.queued.push_back(token);
+        self.in_flight.push_back(token);
     }
 
     fn dispatch(&mut self, ev: EngineEvent) {
@@ -535,11 +601,19 @@ impl Actor {
     }
 }
 
-/// Waits until the oldest queued stanza leaves the stream's queue.
-async fn wait_sent(queued: &mut VecDeque<StanzaToken>) {
-    match queued.front_mut() {
+/// Whether the stream is done with a stanza: the server confirmed it, or
+/// it failed, or the stream no longer tracks it (a stream without XEP-0198
+/// forgets a stanza once it is written; a replaced session forgets the
+/// unconfirmed ones).
+fn is_done(token: &mut StanzaToken) -> bool {
+    token.wait_for(StanzaStage::Acked).now_or_never().is_some()
+}
+
+/// Waits until the stream is done with the oldest stanza in the window.
+async fn wait_done(in_flight: &mut VecDeque<StanzaToken>) {
+    match in_flight.front_mut() {
         Some(token) => {
-            token.wait_for(StanzaStage::Sent).await;
+            token.wait_for(StanzaStage::Acked).await;
         }
         None => std::future::pending().await,
     }

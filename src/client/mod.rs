@@ -228,6 +228,14 @@ pub enum ClientEvent {
         /// How many events were lost to this reader.
         count: u64,
     },
+    /// The server closed a session before it confirmed (XEP-0198) this
+    /// many of the stanzas sent on it, and a new session replaced it: those
+    /// payloads (and presences) may never have reached the room. Sends
+    /// after this event go out on the new session.
+    Unconfirmed {
+        /// How many stanzas were lost unconfirmed.
+        stanzas: u64,
+    },
     /// The client stopped: shut down, or the stream failed fatally.
     Closed,
 }
@@ -435,7 +443,8 @@ impl Client {
         let mut actor = Actor {
             shared: shared.clone(),
             stream,
-            queued: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            acked_in_session: false,
             priority: VecDeque::new(),
             blocked: false,
             commands: cmd_rx,
