@@ -34,7 +34,7 @@
 //! * Every sender achieved at least [`ACHIEVED_SHARE`] of the offered
 //!   rate.
 //! * This process's memory is flat (see [`Memory::flat`]): from a sixth of
-//!   the run (second 10 of 60) to the end, neither the resident size at
+//!   the run (second 10 of 60; at least one sending period) to the end, neither the resident size at
 //!   the end nor its peak in between exceeds the size at that point by
 //!   more than [`MEMORY_TOLERANCE_KIB`] or [`MEMORY_TOLERANCE_SHARE`],
 //!   whichever is larger. A leak of anything per payload (50,000 payloads
@@ -89,14 +89,19 @@ pub const MEMORY_TOLERANCE_SHARE: f64 = 0.10;
 /// "carries": the server keeps up instead of queueing.
 pub const CARRY_LATENCY_US: u64 = 1_000_000;
 
-/// How long a probe of the rate ladder runs at full scale.
+/// How long a probe of the rate ladder runs at full scale, at least (and
+/// at least [`PROBE_PERIODS`] sending periods).
 const PROBE: Duration = Duration::from_secs(10);
+
+/// Sending periods a probe lasts at least, so that a slow rate still sends
+/// a few payloads per peer.
+const PROBE_PERIODS: u32 = 3;
 
 /// Rates per peer (payloads per second) that probes step down, highest
 /// first.
-const LADDER: [f64; 18] = [
+const LADDER: [f64; 20] = [
     50.0, 35.0, 25.0, 18.0, 12.0, 8.0, 6.0, 4.0, 3.0, 2.0, 1.5, 1.0, 0.7, 0.5, 0.35, 0.25, 0.18,
-    0.12,
+    0.12, 0.08, 0.05,
 ];
 
 /// The top of the ladder for 128000-byte payloads.
@@ -205,74 +210,83 @@ async fn full(kind: ServerKind) -> Vec<Row> {
         let start = (1..LADDER.len())
             .find(|&i| LADDER[i] <= 2.0 * outcome.carried_rate())
             .unwrap_or(LADDER.len() - 1);
-        rows.push(find_rate(kind, issue, start).await);
+        rows.push(find_rate(kind, issue, 1, start).await);
     }
     let big = Load { size: BIG, ..issue };
     let start = LADDER
         .iter()
         .position(|&r| r <= BIG_LADDER_TOP)
         .unwrap_or(0);
-    rows.push(find_rate(kind, big, start).await);
+    rows.push(find_rate(kind, big, start, start).await);
     rows
 }
 
-/// Probes `base` at the ladder's rates from index `from` down until a
-/// probe is carried, then runs that rate at full length; if that run does
-/// not hold, goes on down the ladder. One row: the full run, with the
-/// probes that led to it.
-async fn find_rate(kind: ServerKind, base: Load, from: usize) -> Row {
-    let mut probes: Vec<String> = Vec::new();
+/// Finds the highest rung of the ladder, from index `top` down (starting
+/// the probes at rung `first`), at which `base` holds, and runs it at full length. One row: that full run, with
+/// the probes that led to it.
+///
+/// Short probes go down (jumping to twice the rate the server did deliver
+/// when one is not carried), climb back up one rung at a time once one is
+/// carried (a jump may overshoot), and the highest carried rung runs at
+/// full length; if that run does not hold, the search goes on below it.
+async fn find_rate(kind: ServerKind, base: Load, top: usize, first: usize) -> Row {
+    let mut notes: Vec<String> = Vec::new();
+    // Per rung: whether its probe was carried (None: not probed).
+    let mut known: Vec<Option<bool>> = vec![None; LADDER.len()];
     let mut last: Option<(Load, Outcome)> = None;
-    let mut i = from;
-    while i < LADDER.len() {
-        let probe = Load {
-            rate: LADDER[i],
-            duration: PROBE,
-            drain_guard: PROBE_DRAIN_GUARD,
-            ..base
-        };
-        let outcome = measure(kind, probe).await;
-        probes.push(format!(
-            "{}/s {}",
-            rate(probe.rate),
-            if outcome.carried() {
-                "carried".to_owned()
-            } else {
-                format!("not carried ({})", outcome.why_not())
-            }
-        ));
-        if outcome.carried() {
-            let load = Load {
-                rate: LADDER[i],
-                ..base
-            };
-            let outcome = measure(kind, load).await;
-            let held = outcome.held();
-            probes.push(format!(
-                "full run at {}/s {}",
-                rate(load.rate),
-                if held { "held" } else { "did not hold" }
-            ));
-            last = Some((load, outcome));
-            if held {
+    let mut i = first;
+    let mut full_runs = 0;
+    'search: while i < LADDER.len() {
+        // Down until a probe is carried.
+        loop {
+            let (carried, delivered) = probe(kind, base, i, &mut notes).await;
+            known[i] = Some(carried);
+            if carried {
                 break;
             }
-            i += 1;
-        } else {
-            // Jump to what the server did deliver, doubled: an overloaded
-            // server delivers less than it could carry without a backlog
-            // (Prosody's throughput falls as its write buffers grow), and
-            // a rung too high only costs one more probe.
+            // An overloaded server delivers less than it could carry
+            // without a backlog (Prosody's throughput falls as its write
+            // buffers grow): twice what it delivered, a rung lower at least.
             i = (i + 1..LADDER.len())
-                .find(|&k| LADDER[k] <= 2.0 * outcome.carried_rate())
-                .unwrap_or(LADDER.len() - 1)
+                .find(|&k| LADDER[k] <= 2.0 * delivered)
+                .unwrap_or(LADDER.len())
                 .max(i + 1);
+            if i >= LADDER.len() {
+                break 'search;
+            }
         }
+        // Up while the rung above is carried too.
+        while i > top && known[i - 1].is_none() {
+            let (carried, _) = probe(kind, base, i - 1, &mut notes).await;
+            known[i - 1] = Some(carried);
+            if !carried {
+                break;
+            }
+            i -= 1;
+        }
+        let load = Load {
+            rate: LADDER[i],
+            ..base
+        };
+        let outcome = measure(kind, load).await;
+        let held = outcome.held();
+        notes.push(format!(
+            "full run at {}/s {}",
+            rate(load.rate),
+            if held { "held" } else { "did not hold" }
+        ));
+        last = Some((load, outcome));
+        full_runs += 1;
+        // Two full runs are enough to say where the limit is.
+        if held || full_runs == 2 {
+            break;
+        }
+        i += 1;
     }
     let how = format!(
-        "rate found by {}-s probes stepping down: {}",
+        "rate found by probes of {} s or {PROBE_PERIODS} periods: {}",
         PROBE.as_secs(),
-        probes.join(", ")
+        notes.join(", ")
     );
     match last {
         Some((load, outcome)) => outcome.row(kind, &load, Some(&how)),
@@ -287,6 +301,30 @@ async fn find_rate(kind: ServerKind, base: Load, from: usize) -> Row {
             false,
         ),
     }
+}
+
+/// A short run of `base` at the ladder's rung `i`: whether it was carried,
+/// and the rate per peer the server did deliver.
+async fn probe(kind: ServerKind, base: Load, i: usize, notes: &mut Vec<String>) -> (bool, f64) {
+    let period = Duration::from_secs_f64(1.0 / LADDER[i]);
+    let load = Load {
+        rate: LADDER[i],
+        duration: PROBE.max(period * PROBE_PERIODS),
+        drain_guard: PROBE_DRAIN_GUARD,
+        ..base
+    };
+    let outcome = measure(kind, load).await;
+    let carried = outcome.carried();
+    notes.push(format!(
+        "{}/s {}",
+        rate(load.rate),
+        if carried {
+            "carried".to_owned()
+        } else {
+            format!("not carried ({})", outcome.why_not())
+        }
+    ));
+    (carried, outcome.carried_rate())
 }
 
 /// Latencies in a fixed histogram (so that recording them allocates
@@ -488,6 +526,8 @@ fn body_ok(data: &[u8], sender: usize, seq: u32) -> bool {
 /// What a sender did.
 #[derive(Debug, Clone, Default)]
 struct Sent {
+    /// Ticks the offered rate has for this sender within the run.
+    offered: u32,
     sent: u32,
     failed: u64,
     first_error: Option<String>,
@@ -605,23 +645,17 @@ impl Outcome {
     }
 
     /// The lowest rate a sender achieved, per second.
+    /// The lowest share of its offered ticks a sender sent, as a rate.
     fn min_achieved(&self) -> f64 {
-        let secs = self.load.duration.as_secs_f64();
         self.sent
             .iter()
-            .map(|s| f64::from(s.sent) / secs)
+            .map(|s| self.load.rate * f64::from(s.sent) / f64::from(s.offered.max(1)))
             .fold(f64::INFINITY, f64::min)
     }
 
     fn mean_achieved(&self) -> f64 {
         let secs = self.load.duration.as_secs_f64();
         self.total_sent() as f64 / secs / self.load.peers as f64
-    }
-
-    /// Payloads the offered rate sends in the run (the first tick fires at
-    /// once, hence the + 1).
-    fn offered_per_peer(&self) -> u64 {
-        (self.load.duration.as_secs_f64() * self.load.rate).ceil() as u64
     }
 
     fn delivered_per_second(&self) -> f64 {
@@ -643,15 +677,25 @@ impl Outcome {
         all
     }
 
+    /// Where the memory window starts: a sixth of the run (second 10 of
+    /// 60), but not before one period has passed, when every sender has
+    /// sent once and the buffers on the way have been through their first
+    /// fill (a slow rate of large payloads takes a while to get there).
     fn memory_window_start(&self) -> u64 {
-        (self.load.duration.as_secs() / 6).max(1)
+        let period = self.load.period().as_secs_f64().ceil() as u64;
+        (self.load.duration.as_secs() / 6)
+            .max(period)
+            .clamp(1, self.load.duration.as_secs().saturating_sub(1).max(1))
     }
 
     fn achieved_enough(&self) -> bool {
-        // Compare counts, not rates: the sending time includes the last
-        // tick's send.
-        let least = self.sent.iter().map(|s| s.sent).min().unwrap_or(0);
-        f64::from(least) >= ACHIEVED_SHARE * self.offered_per_peer() as f64
+        // Counts, not rates: at a slow rate a sender whose phase is late
+        // has one tick fewer than the others.
+        !self.sent.is_empty()
+            && self
+                .sent
+                .iter()
+                .all(|s| f64::from(s.sent) >= ACHIEVED_SHARE * f64::from(s.offered))
     }
 
     fn complete(&self) -> bool {
@@ -828,11 +872,14 @@ async fn measure(kind: ServerKind, load: Load) -> Outcome {
         Err(why) => Outcome::failed(load, why),
     };
     drop(server);
+    // The figures of every run, probes included, for whoever watches.
+    let row = outcome.row(kind, &load, None);
     tracing::info!(
-        "load: {} {}: held {}",
-        setup::name(kind),
-        load.describe(),
-        outcome.held()
+        "load: {}: held {}: {} [{}]",
+        row.case,
+        row.held,
+        row.figures,
+        row.memory.unwrap_or_default()
     );
     outcome
 }
@@ -952,9 +999,22 @@ async fn drive(server: &TestServer, load: Load, channels: Vec<Channel>) -> Outco
                 let mut tick = tokio::time::interval_at(first, period);
                 tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
                 let mut buf = vec![0u8; load.size];
-                let mut out = Sent::default();
+                // Ticks at phase + k·period before the end.
+                let offered = (load.duration.saturating_sub(phase).as_secs_f64()
+                    / period.as_secs_f64())
+                .ceil() as u32;
+                let mut out = Sent {
+                    offered,
+                    ..Sent::default()
+                };
                 loop {
-                    tick.tick().await;
+                    // The next tick may lie past the end: stop at the end.
+                    if tokio::time::timeout_at(end.into(), tick.tick())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
                     let now = Instant::now();
                     if now >= end {
                         break;
