@@ -70,7 +70,8 @@ pub mod inbox;
 pub mod wire;
 
 pub use client::{
-    Channel, Client, ClientEvent, Config, DirectChat, Events, GroupChat, UpdateItem, Updates,
+    Channel, Client, ClientEvent, Config, DirectChat, DisconnectCause, Events, GroupChat,
+    UpdateItem, Updates,
 };
 pub use engine::{
     ArchiveOutcome, ChannelId, Chat, Engine, EngineConfig, EngineEvent, Handled, Output, Rejection,
