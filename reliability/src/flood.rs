@@ -59,7 +59,7 @@ struct Seen {
 /// Runs this part at `scale`.
 pub async fn run(scale: Scale) -> Vec<Row> {
     let shapes: &[(u32, usize)] = match scale {
-        Scale::Quick => &[(2000, 1024), (200, 16 * 1024), (100, 128_000)],
+        Scale::Quick => &[(2000, 1024), (200, 16 * 1024), (70, 128_000)],
         Scale::Full => &[(20_000, 1024), (3000, 16 * 1024), (400, 128_000)],
     };
     let receivers = match scale {
@@ -68,6 +68,7 @@ pub async fn run(scale: Scale) -> Vec<Row> {
     };
     let mut rows = Vec::new();
     for kind in [ServerKind::Prosody, ServerKind::Ejabberd] {
+        rows.push(frozen(kind).await);
         for &(count, size) in shapes {
             rows.push(
                 flood(Case {
@@ -294,4 +295,86 @@ async fn read_all(mut ch: Channel, count: u32) -> Seen {
         }
     }
     seen
+}
+
+/// How many sends a frozen server may take before `send().await` waits:
+/// the send window plus the command queue in front of it (64 each), with
+/// room for the session's own stanzas. Without the window, the socket's
+/// buffers took thousands of 1 KiB payloads first.
+const FROZEN_BOUND: u64 = 160;
+
+/// How long a send may wait before it counts as held back (the server is
+/// stopped, so nothing can complete it; a hang guard, not a sync).
+const HELD_BACK: Duration = Duration::from_secs(2);
+
+/// `send().await` waits for the server, not for the socket: with the
+/// server stopped (SIGSTOP), sends stop completing after the window; with
+/// it running again, every accepted payload arrives.
+async fn frozen(kind: ServerKind) -> Row {
+    let server = server(kind);
+    let r = room(&server, "frozen");
+    let a = client(&server, "sender").await;
+    let b = client(&server, "receiver").await;
+    let ca = join(&a, &r, "frozen").await;
+    let mut cb = join(&b, &r, "frozen").await;
+    let described = format!(
+        "{}: server stopped (SIGSTOP) under a 1 KiB flood, then continued",
+        name(kind)
+    );
+    if let Err(e) = barrier(&ca, &mut [&mut cb]).await {
+        return Row::new(Part::Flood, described, e, false);
+    }
+    let pid = server.pid().to_string();
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !signal("-STOP") {
+        return Row::new(Part::Flood, described, "could not stop the server", false);
+    }
+    let mut data = vec![0u8; 1024];
+    data[..4].copy_from_slice(TAG);
+    let mut accepted = 0u32;
+    let mut stopped_by = String::from("the cap");
+    // Cap: far beyond what any buffer between us and the server holds.
+    while accepted < 20_000 {
+        data[4..8].copy_from_slice(&accepted.to_be_bytes());
+        match timeout(HELD_BACK, ca.send(&data)).await {
+            Ok(Ok(())) => accepted += 1,
+            Ok(Err(e)) => {
+                stopped_by = format!("an error: {e}");
+                break;
+            }
+            Err(_) => {
+                stopped_by = format!("a send held back for {HELD_BACK:?}");
+                break;
+            }
+        }
+    }
+    let continued = signal("-CONT");
+    let reader = tokio::spawn(read_all(cb, accepted));
+    let seen = reader.await.unwrap_or_default();
+    drop(ca);
+    a.shutdown().await;
+    b.shutdown().await;
+    let accepted = u64::from(accepted);
+    let held = continued
+        && accepted > 0
+        && accepted <= FROZEN_BOUND
+        && stopped_by.starts_with("a send held")
+        && seen.received + seen.reported == accepted
+        && seen.duplicated == 0
+        && seen.out_of_order == 0;
+    Row::new(
+        Part::Flood,
+        described,
+        format!(
+            "sends completed while stopped {accepted} (bound {FROZEN_BOUND}), then {stopped_by}; after continuing: \
+             received {}, reported {}, duplicated {}, out of order {}",
+            seen.received, seen.reported, seen.duplicated, seen.out_of_order
+        ),
+        held,
+    )
 }

@@ -18,7 +18,10 @@
 //! handle that queued a stanza wakes the task through the bounded command
 //! queue, and it reserves its slot in that queue *before* queueing, which is
 //! how a sender faster than the server is held back: `send().await` waits
-//! for a slot, so neither queue grows without bound.
+//! for a slot, so neither queue grows without bound. The task takes no
+//! commands while 64 of its stanzas wait for the server's XEP-0198
+//! confirmation (the send window, see `actor.rs`), so the slots free up
+//! at the pace the server confirms.
 //!
 //! # Files
 //!
@@ -885,8 +888,10 @@ pub struct Channel {
 impl Channel {
     /// Sends `data` (at most 128000 bytes) to every other peer of the
     /// channel. Errors are checked before anything is sent: oversize, left,
-    /// disconnected, room not joined. Waits only when the connection's
-    /// send queue is full.
+    /// disconnected, room not joined. Waits while 64 stanzas sent on the
+    /// connection wait for the server's confirmation (XEP-0198), so a
+    /// sender cannot outrun the server; a server without XEP-0198
+    /// confirms nothing, and then it waits only for the socket.
     ///
     /// # Errors
     ///
