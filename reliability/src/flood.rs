@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::time::timeout;
-use webxdc_realtime_xmpp::{Channel, ClientEvent, Delivery, SendError};
+use webxdc_realtime_xmpp::{Channel, ClientEvent, ConnectionEvent, Delivery, SendError};
 use xmpp_test_server::ServerKind;
 
 use crate::report::{memory_kib_of, own_memory_kib};
-use crate::setup::{barrier, client, join, name, room, server};
+use crate::setup::{barrier, client, join, name, room, server, PATIENCE};
 use crate::{Part, Row, Scale};
 
 /// How long a receiver waits for the next item before it stops counting
@@ -69,6 +69,9 @@ pub async fn run(scale: Scale) -> Vec<Row> {
     let mut rows = Vec::new();
     for kind in [ServerKind::Prosody, ServerKind::Ejabberd] {
         rows.push(frozen(kind).await);
+        if kind == ServerKind::Prosody {
+            rows.push(killed_unconfirmed().await);
+        }
         for &(count, size) in shapes {
             rows.push(
                 flood(Case {
@@ -374,6 +377,75 @@ async fn frozen(kind: ServerKind) -> Row {
             "sends completed while stopped {accepted} (bound {FROZEN_BOUND}), then {stopped_by}; after continuing: \
              received {}, reported {}, duplicated {}, out of order {}",
             seen.received, seen.reported, seen.duplicated, seen.out_of_order
+        ),
+        held,
+    )
+}
+
+/// A session lost with stanzas in the window is reported with their
+/// count: the server is stopped under a flood (the window fills), killed
+/// and started again; the client's new session must say how many stanzas
+/// the old one took down unconfirmed (`ClientEvent::Unconfirmed`).
+async fn killed_unconfirmed() -> Row {
+    let mut server = server(ServerKind::Prosody);
+    let r = room(&server, "killed");
+    let a = client(&server, "sender").await;
+    let b = client(&server, "receiver").await;
+    let ca = join(&a, &r, "killed").await;
+    let mut cb = join(&b, &r, "killed").await;
+    let described = "Prosody: server stopped under a 1 KiB flood, killed, started again";
+    if let Err(e) = barrier(&ca, &mut [&mut cb]).await {
+        return Row::new(Part::Flood, described, e, false);
+    }
+    let mut events = a.events();
+    let pid = server.pid().to_string();
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !signal("-STOP") {
+        return Row::new(Part::Flood, described, "could not stop the server", false);
+    }
+    let mut data = vec![0u8; 1024];
+    data[..4].copy_from_slice(TAG);
+    let mut accepted = 0u64;
+    while accepted < 20_000 {
+        data[4..8].copy_from_slice(&(accepted as u32).to_be_bytes());
+        match timeout(HELD_BACK, ca.send(&data)).await {
+            Ok(Ok(())) => accepted += 1,
+            _ => break,
+        }
+    }
+    let killed = signal("-KILL");
+    let restarted = server.restart().is_ok();
+    // Wait for the new session; the report comes before it.
+    let mut unconfirmed = 0u64;
+    let mut reconnected = false;
+    let _ = timeout(PATIENCE * 2, async {
+        while let Some(ev) = events.recv().await {
+            match ev {
+                ClientEvent::Unconfirmed { stanzas } => unconfirmed += stanzas,
+                ClientEvent::Connection(ConnectionEvent::Reconnected { .. }) => {
+                    reconnected = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    drop(ca);
+    a.shutdown().await;
+    b.shutdown().await;
+    let held = killed && restarted && reconnected && accepted > 0 && unconfirmed >= accepted;
+    Row::new(
+        Part::Flood,
+        described,
+        format!(
+            "sends accepted while stopped {accepted}; reported unconfirmed after the new session {unconfirmed} \
+             (payloads and presences); reconnected {reconnected}"
         ),
         held,
     )
