@@ -25,7 +25,9 @@
 //!    test into a flood test (part 3).
 //! 4. Drain: the run ends when every receiver has every sender's last
 //!    sequence number, or when the hang guard [`DRAIN_GUARD`] expires after
-//!    the last sender stopped; what is missing then counts as lost.
+//!    the last sender stopped; what is missing then counts as lost (on an
+//!    overloaded server most of it is still queued there: the latency
+//!    figures tell a backlog from a loss).
 //!
 //! # What "held" means
 //!
@@ -754,7 +756,7 @@ impl Outcome {
         };
         let mut figures = format!(
             "offered {}/s per peer, achieved {}/s (slowest {}/s); sent {}, delivered {} of {} \
-             ({:.0}/s); missing {} (reported by Lagged {}, silent {}), duplicated {}, out of order {}, \
+             ({:.0}/s); missing at the drain's end {} (reported by Lagged {}, unreported {}), duplicated {}, out of order {}, \
              corrupt {}, echoed {}, send failures {}, connection events {}; latency p50 {} ms, p99 {} ms, \
              max {} ms; drain {:.2} s; CPU over {:.0} s: {} {}, ours {}",
             rate(load.rate),
