@@ -24,10 +24,10 @@
 //!    one, which is what we report. Bursting to catch up would turn a load
 //!    test into a flood test (part 3).
 //! 4. Drain: the run ends when every receiver has every sender's last
-//!    sequence number, or when the hang guard [`DRAIN_GUARD`] expires after
-//!    the last sender stopped; what is missing then counts as lost (on an
-//!    overloaded server most of it is still queued there: the latency
-//!    figures tell a backlog from a loss).
+//!    sequence number, or when nothing has arrived for [`DRAIN_GUARD`]
+//!    after the last sender stopped (at most [`DRAIN_CAP`] in all): an
+//!    overloaded server's backlog is waited for while it still arrives,
+//!    and what is missing at the end counts as lost.
 //!
 //! # What "held" means
 //!
@@ -67,9 +67,15 @@ use xmpp_test_server::{ServerKind, TestServer};
 use crate::report::{cpu_seconds_of, memory_kib_of, own_memory_kib};
 use crate::{setup, Part, Row, Scale};
 
-/// How long receivers may still wait for missing payloads once every
-/// sender has stopped: a hang guard, a healthy run drains in milliseconds.
+/// How long receivers wait for the next payload once every sender has
+/// stopped: a hang guard, a healthy run drains in milliseconds. It counts
+/// from the last arrival, so that a server's backlog (still delivering) is
+/// told from a loss (nothing more comes), up to [`DRAIN_CAP`].
 pub const DRAIN_GUARD: Duration = Duration::from_secs(20);
+
+/// The longest a drain may take in all, however steadily a backlog still
+/// arrives.
+pub const DRAIN_CAP: Duration = Duration::from_secs(240);
 
 /// The drain's hang guard in a probe: a rate that is carried drains in
 /// well under a second, and a probe that needs longer has failed anyway.
@@ -134,6 +140,8 @@ pub struct Load {
     /// How long receivers wait for the last payloads once every sender
     /// has stopped (a hang guard).
     pub drain_guard: Duration,
+    /// The longest the whole drain may take (see [`DRAIN_CAP`]).
+    pub drain_cap: Duration,
 }
 
 impl Load {
@@ -175,6 +183,7 @@ pub async fn run(scale: Scale) -> Vec<Row> {
                     duration: Duration::from_secs(5),
                     size: 1024,
                     drain_guard: DRAIN_GUARD,
+                    drain_cap: DRAIN_CAP,
                 };
                 rows.push(measure(kind, small).await.row(kind, &small, None));
                 let big = Load {
@@ -183,6 +192,7 @@ pub async fn run(scale: Scale) -> Vec<Row> {
                     duration: Duration::from_secs(3),
                     size: BIG,
                     drain_guard: DRAIN_GUARD,
+                    drain_cap: DRAIN_CAP,
                 };
                 rows.push(measure(kind, big).await.row(kind, &big, None));
             }
@@ -202,6 +212,7 @@ async fn full(kind: ServerKind) -> Vec<Row> {
         duration: Duration::from_secs(60),
         size: 1024,
         drain_guard: DRAIN_GUARD,
+        drain_cap: DRAIN_CAP,
     };
     let mut rows = Vec::new();
     let outcome = measure(kind, issue).await;
@@ -313,6 +324,8 @@ async fn probe(kind: ServerKind, base: Load, i: usize, notes: &mut Vec<String>) 
         rate: LADDER[i],
         duration: PROBE.max(period * PROBE_PERIODS),
         drain_guard: PROBE_DRAIN_GUARD,
+        // A probe that needs a long drain has failed anyway.
+        drain_cap: PROBE_DRAIN_GUARD,
         ..base
     };
     let outcome = measure(kind, load).await;
@@ -953,6 +966,7 @@ async fn drive(server: &TestServer, load: Load, channels: Vec<Channel>) -> Outco
                 let guard = tokio::time::sleep(Duration::from_secs(86_400));
                 tokio::pin!(guard);
                 let mut sent: Option<Arc<Vec<u32>>> = None;
+                let mut cap: Option<tokio::time::Instant> = None;
                 loop {
                     if let Some(s) = &sent {
                         if seen.complete(me, s) {
@@ -962,7 +976,16 @@ async fn drive(server: &TestServer, load: Load, channels: Vec<Channel>) -> Outco
                     tokio::select! {
                         biased;
                         d = ch.recv() => match d {
-                            Some(Delivery::Payload(p)) => seen.take(me, &p.data, load.size, epoch),
+                            Some(Delivery::Payload(p)) => {
+                                seen.take(me, &p.data, load.size, epoch);
+                                // Still arriving: a backlog, not a loss.
+                                // The guard counts from the last arrival,
+                                // within the drain's cap.
+                                if let Some(cap) = cap {
+                                    let next = tokio::time::Instant::now() + load.drain_guard;
+                                    guard.as_mut().reset(next.min(cap));
+                                }
+                            }
                             Some(Delivery::Lagged { dropped }) => seen.lagged += dropped,
                             Some(Delivery::Connection(_)) | Some(Delivery::Removed(_)) => {
                                 seen.connection_events += 1
@@ -976,7 +999,9 @@ async fn drive(server: &TestServer, load: Load, channels: Vec<Channel>) -> Outco
                             }
                             sent = finals.borrow().clone();
                             if sent.is_some() {
-                                guard.as_mut().reset(tokio::time::Instant::now() + load.drain_guard);
+                                let now = tokio::time::Instant::now();
+                                cap = Some(now + load.drain_cap);
+                                guard.as_mut().reset(now + load.drain_guard);
                             }
                         }
                         _ = &mut guard, if sent.is_some() => break,
