@@ -572,3 +572,68 @@ fn deeply_nested_stanzas_are_refused_without_overflowing_the_stack() {
         ]
     );
 }
+
+/// A re-entry refused for a reason that may pass (a room service that is
+/// still starting after the server restarted) is asked again when the
+/// embedder says so, the channels untold; after `REENTRY_ATTEMPTS` such
+/// refusals in a row it is final and every channel of the room is told.
+/// A refusal by decision (banned) is final at once.
+#[test]
+fn a_refused_reentry_is_retried_only_when_the_refusal_may_pass() {
+    use webxdc_realtime_xmpp::engine::REENTRY_ATTEMPTS;
+    use webxdc_realtime_xmpp::{ErrorCondition, RemovalReason};
+
+    let refuse = |e: &mut Engine, condition: &str| {
+        e.handle_xml(&format!(
+            "<presence xmlns='jabber:client' type='error' from='{ROOM}/alice-phone'>\
+             <error type='cancel'><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"
+        ));
+    };
+    let reconnect = |e: &mut Engine| {
+        e.set_offline();
+        e.set_online("alice@example.org/new".parse().unwrap(), false);
+        while e.poll_transmit().is_some() {}
+    };
+    let mut e = engine();
+    let (_ch, inbox) = e.join(Chat::Group(room()), "t").unwrap();
+    reconnect(&mut e);
+    while inbox.try_recv().is_ok() {}
+    while e.poll_event().is_some() {}
+
+    for n in 1..REENTRY_ATTEMPTS {
+        refuse(&mut e, "item-not-found");
+        assert_eq!(e.reentry_refused(&room()), Some(n), "refusal {n}");
+        assert!(inbox.try_recv().is_err(), "the channel is not told yet");
+        e.retry_reentry(&room());
+        let p = e.poll_transmit().expect("the join is sent again");
+        assert_eq!(p.name(), "presence");
+        assert_eq!(e.room_state(&room()), Some(RoomState::Joining));
+    }
+    refuse(&mut e, "item-not-found");
+    assert_eq!(e.reentry_refused(&room()), None);
+    assert_eq!(
+        inbox.try_recv().unwrap(),
+        Delivery::Removed(RemovalReason::Refused(ErrorCondition::ItemNotFound))
+    );
+    e.retry_reentry(&room());
+    assert!(
+        e.poll_transmit().is_none(),
+        "a final refusal is not retried"
+    );
+
+    // Entering again (the app asks) starts over; a decision is final at once.
+    e.join_room(room(), "alice-phone");
+    e.handle_xml(&format!(
+        "<presence xmlns='jabber:client' from='{ROOM}/alice-phone' to='alice@example.org/new'>\
+         <x xmlns='http://jabber.org/protocol/muc#user'><status code='110'/></x></presence>"
+    ));
+    assert_eq!(e.room_state(&room()), Some(RoomState::Joined));
+    reconnect(&mut e);
+    while inbox.try_recv().is_ok() {}
+    refuse(&mut e, "forbidden");
+    assert_eq!(e.reentry_refused(&room()), None);
+    assert_eq!(
+        inbox.try_recv().unwrap(),
+        Delivery::Removed(RemovalReason::Banned)
+    );
+}

@@ -29,6 +29,10 @@ use crate::wire::update::UpdateFrame;
 /// How long a clean close may take before the stream is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The wait before asking a room again that refused our re-entry for a
+/// reason that may pass; doubled for each refusal in a row.
+const REENTRY_FIRST_WAIT: Duration = Duration::from_secs(1);
+
 /// How many stanzas may wait for the server's confirmation at once (see
 /// [`Actor::stream_has_room`]). No deeper than the stream's transmit queue,
 /// so that handing the stream a stanza never waits.
@@ -156,6 +160,11 @@ pub(crate) struct Actor {
     pub update_feeds: Vec<UpdateFeed>,
     pub upload_waiters: HashMap<UploadQuery, oneshot::Sender<Result<EngineEvent, UploadError>>>,
     pub app_listings: Vec<AppListing>,
+    /// Rooms whose re-entry was refused for a reason that may pass, and
+    /// when to ask again (see [`Engine::reentry_refused`]).
+    ///
+    /// [`Engine::reentry_refused`]: crate::Engine::reentry_refused
+    pub reentries: Vec<(BareJid, tokio::time::Instant)>,
 }
 
 impl Actor {
@@ -227,6 +236,20 @@ impl Actor {
                 // The server confirmed the oldest stanza (or the stream is
                 // done with it): room for more.
                 _ = wait_done(&mut self.in_flight), if self.blocked => {}
+                _ = next_reentry(&self.reentries), if !self.reentries.is_empty() => {
+                    let now = tokio::time::Instant::now();
+                    let due: Vec<BareJid> = self
+                        .reentries
+                        .iter()
+                        .filter(|(_, at)| *at <= now)
+                        .map(|(room, _)| room.clone())
+                        .collect();
+                    self.reentries.retain(|(_, at)| *at > now);
+                    let mut engine = self.shared.engine();
+                    for room in due {
+                        engine.retry_reentry(&room);
+                    }
+                }
                 Some(report) = self.reports.recv() => {
                     let _ = self.events.send(ClientEvent::ReconnectFailed {
                         attempt: report.attempt,
@@ -525,6 +548,15 @@ impl Actor {
                 }
             }
             EngineEvent::RoomJoinFailed { room, condition } => {
+                // A refused re-entry that may pass is asked again later,
+                // waiting longer each time (1, 2, 4, … s).
+                let refused = self.shared.engine().reentry_refused(room);
+                if let Some(n) = refused {
+                    let wait = REENTRY_FIRST_WAIT * 2u32.pow(n.saturating_sub(1).min(5));
+                    self.reentries.retain(|(r, _)| r != room);
+                    self.reentries
+                        .push((room.clone(), tokio::time::Instant::now() + wait));
+                }
                 for w in self.room_waiters.remove(room).unwrap_or_default() {
                     let _ = w.send(Err(GroupError::Refused {
                         room: room.clone(),
@@ -598,6 +630,14 @@ impl Actor {
             }
         }
         let _ = self.events.send(ClientEvent::Closed);
+    }
+}
+
+/// Sleeps until the earliest re-entry in `reentries` is due.
+async fn next_reentry(reentries: &[(BareJid, tokio::time::Instant)]) {
+    match reentries.iter().map(|(_, at)| *at).min() {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -50,7 +50,14 @@
 //! reconnection is refused (we were banned, the room became members-only
 //! or another occupant took our nick while we were away), every channel
 //! receives `Removed(Banned)`, `Removed(MembersOnly)` or
-//! `Removed(NickTaken)` and the room is not tried again. A technical
+//! `Removed(NickTaken)` and the room is not tried again. A re-entry
+//! refused for a reason that may pass (`item-not-found`,
+//! `service-unavailable`, `resource-constraint`, an unreachable remote
+//! server: a room service still starting after its server restarted
+//! answers that way) is asked again after 1, 2, 4 and 8 s, the channels
+//! untold; the fifth such refusal in a row is final and reaches every
+//! channel as `Removed(Refused(condition))`
+//! ([`REENTRY_ATTEMPTS`](crate::engine::REENTRY_ATTEMPTS)). A technical
 //! removal (service shutdown) is entered again at once. [`Client::group`]
 //! enters a room again; a refusal then is [`GroupError::Refused`].
 
@@ -458,6 +465,7 @@ impl Client {
             update_feeds: Vec::new(),
             upload_waiters: HashMap::new(),
             app_listings: Vec::new(),
+            reentries: Vec::new(),
         };
         // The session is already bound: set it up before handing out
         // handles, so that the engine knows our JID from the start.

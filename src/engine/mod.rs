@@ -77,6 +77,11 @@ use crate::wire::{self, ChatKind, ErrorCondition, WireError, MAX_PAYLOAD};
 /// Most engine events kept for [`Engine::poll_event`].
 const MAX_QUEUED_EVENTS: usize = 1024;
 
+/// How many times in a row a room may refuse our re-entry for a reason
+/// that may pass (see [`RemovalReason::refusal_is_decision`]) before the
+/// refusal counts as final and the room's channels are told.
+pub const REENTRY_ATTEMPTS: u32 = 5;
+
 mod share;
 mod updates;
 
@@ -349,6 +354,12 @@ struct Room {
     /// Entered again at the next new session. False once the room removed
     /// us by a decision of its own (see [`RemovalReason::is_decision`]).
     rejoin: bool,
+    /// We have been in the room (so a refusal is of a re-entry, which
+    /// channels are told about, not of the first join, which `group()`
+    /// answers).
+    entered: bool,
+    /// Re-entries refused in a row for a reason that may pass.
+    refused_reentries: u32,
 }
 
 struct Entry {
@@ -536,6 +547,8 @@ impl Engine {
                 occupant: None,
                 state: RoomState::Joining,
                 rejoin: true,
+                entered: false,
+                refused_reentries: 0,
             },
         );
         if self.online {
@@ -553,6 +566,8 @@ impl Engine {
                 occupant: None,
                 state: RoomState::Joined,
                 rejoin: true,
+                entered: true,
+                refused_reentries: 0,
             },
         );
     }
@@ -580,6 +595,28 @@ impl Engine {
             .filter(|(_, e)| e.chat == chat)
             .map(|(id, _)| *id)
             .collect()
+    }
+
+    /// How many re-entries of `room` in a row were refused for a reason
+    /// that may pass, while the engine still means to enter it: then
+    /// [`retry_reentry`](Self::retry_reentry) should be called after a
+    /// delay that grows with the count (the client's task waits 1, 2, 4,
+    /// … s). `None` when nothing is to be retried.
+    pub fn reentry_refused(&self, room: &BareJid) -> Option<u32> {
+        self.rooms
+            .get(room)
+            .filter(|r| r.state == RoomState::NotJoined && r.rejoin && r.refused_reentries > 0)
+            .map(|r| r.refused_reentries)
+    }
+
+    /// Asks `room` again to let us back in after a refusal that may pass
+    /// (see [`reentry_refused`](Self::reentry_refused)); nothing if that no
+    /// longer applies or we are offline (a new session enters every room
+    /// anyway).
+    pub fn retry_reentry(&mut self, room: &BareJid) {
+        if self.online && self.reentry_refused(room).is_some() {
+            self.send_join_presence(room);
+        }
     }
 
     /// Where `room` stands, if the engine knows it.
@@ -992,9 +1029,24 @@ impl Engine {
                     return;
                 }
                 room.state = RoomState::NotJoined;
-                // A refused re-entry (after a reconnection, or a kick) is
-                // the room's decision: not tried again by itself, and
-                // every channel of the room is told, as for a removal.
+                // A re-entry refused for a reason that may pass (the room
+                // service restarting after the server did) is asked again
+                // after a while: the client's task does that
+                // (`retry_reentry`, when `reentry_refused` says so).
+                if room.entered
+                    && !RemovalReason::refusal_is_decision(&condition)
+                    && room.refused_reentries + 1 < REENTRY_ATTEMPTS
+                {
+                    room.refused_reentries += 1;
+                    self.push_event(EngineEvent::RoomJoinFailed {
+                        room: room_jid,
+                        condition,
+                    });
+                    return;
+                }
+                // Otherwise a refused re-entry (after a reconnection, or a
+                // kick) is the room's decision: not tried again by itself,
+                // and every channel of the room is told, as for a removal.
                 // At the first join no channel exists yet: the waiting
                 // `group()` gets the refusal.
                 room.rejoin = false;
@@ -1011,6 +1063,8 @@ impl Engine {
                 // The room may have rewritten our nick (status 210).
                 room.nick = occupant.nick.clone();
                 room.occupant = Some(occupant);
+                room.entered = true;
+                room.refused_reentries = 0;
                 if room.state == RoomState::Joined {
                     return;
                 }

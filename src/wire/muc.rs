@@ -106,6 +106,25 @@ impl RemovalReason {
         )
     }
 
+    /// Whether a room's refusal with `condition` is its decision about us
+    /// (banned, members-only, nick taken, password, not allowed): asking
+    /// again cannot help. Anything else (`item-not-found`,
+    /// `service-unavailable`, `resource-constraint`, an unreachable remote
+    /// server, an internal error) may pass: a room service that is
+    /// restarting or still loading answers that way.
+    pub fn refusal_is_decision(condition: &ErrorCondition) -> bool {
+        matches!(
+            condition,
+            ErrorCondition::Forbidden
+                | ErrorCondition::RegistrationRequired
+                | ErrorCondition::Conflict
+                | ErrorCondition::NotAuthorized
+                | ErrorCondition::NotAllowed
+                | ErrorCondition::NotAcceptable
+                | ErrorCondition::PolicyViolation
+        )
+    }
+
     /// Why the room no longer has us when it refuses our re-entry with
     /// `condition`: a ban and a members-only room by their names, a taken
     /// nick as [`NickTaken`](Self::NickTaken), anything else as it is.
