@@ -125,3 +125,51 @@ async fn a_refused_resumption_without_h_ends_in_a_new_session() {
     assert_eq!(client.jid().to_string(), "alice@localhost/r2");
     drop(script);
 }
+
+/// A server that binds every session and drops it at once with a stream
+/// error: the client reconnects (a stream error ends a stream, not the
+/// account) but waits longer each time instead of reconnecting in a tight
+/// loop. Without the wait, six connections took a few milliseconds.
+#[tokio::test]
+async fn sessions_dropped_at_once_are_retried_with_a_growing_delay() {
+    let script = ScriptServer::start(|mut conn, n| {
+        if conn.log_in(false).is_none() {
+            return;
+        }
+        let Some((_, head)) = conn.until(&["</iq>"]) else {
+            return;
+        };
+        conn.bind(&head, &format!("alice@localhost/r{n}"));
+        if n == 0 {
+            // The first session (the login of `connect`) lives until the
+            // client's initial presence, so that `connect` succeeds.
+            conn.until(&["<presence"]);
+        }
+        conn.say(
+            "<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+             </stream:error></stream:stream>",
+        );
+    })
+    .expect("script server");
+    let config = Config::new("alice@localhost".parse().expect("jid"), "secret")
+        .danger_plaintext_loopback_only(script.addr())
+        .with_connect_timeout(PATIENCE);
+    let client = Client::connect(config).await.expect("first login");
+    let first = std::time::Instant::now();
+    tokio::time::timeout(PATIENCE, async {
+        while script.connections() < 7 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the client keeps reconnecting");
+    let took = first.elapsed();
+    // Connections 2 to 7 follow waits of at least 50 + 100 + 200 + 400 +
+    // 800 ms (the first reconnection is at once): a lower bound, which a
+    // slow machine only exceeds.
+    assert!(
+        took >= Duration::from_millis(1550),
+        "six reconnections in {took:?}: no growing delay"
+    );
+    client.shutdown().await;
+}

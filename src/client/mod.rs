@@ -424,6 +424,8 @@ impl Client {
             shutdown: closed.clone(),
             session_up: session_up.clone(),
             broken_in_a_row: Default::default(),
+            handed_at: Default::default(),
+            short_in_a_row: Default::default(),
         };
         let mut stream = StanzaStream::new(reconnector.into_callback(), QUEUE_DEPTH);
         let own = match tokio::time::timeout_at(deadline, bind(&mut stream)).await {

@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_xmpp::connect::ServerConnector;
@@ -94,7 +94,9 @@ pub(crate) async fn first_login<C: ServerConnector>(
 /// the old session and binds a new one (rooms are then entered again, as
 /// after any reconnection that could not resume). Connections that keep
 /// breaking before a session are handed over after a growing delay (the
-/// same [`Backoff`]), so that no server is hammered by a tight loop.
+/// same [`Backoff`]), so that no server is hammered by a tight loop; so
+/// are connections whose session keeps ending within [`SHORT_SESSION`]
+/// (a server that drops every session it binds).
 pub(crate) struct Reconnector<C> {
     pub connector: C,
     pub identity: Jid,
@@ -110,7 +112,17 @@ pub(crate) struct Reconnector<C> {
     pub session_up: Arc<AtomicBool>,
     /// Connections handed over in a row that broke before a session.
     pub broken_in_a_row: AtomicU32,
+    /// When the last connection was handed over.
+    pub handed_at: Mutex<Option<Instant>>,
+    /// Connections in a row whose session ended within [`SHORT_SESSION`]:
+    /// a server that binds a session and then drops it each time (a stream
+    /// error at once, a broken proxy) is not hammered either.
+    pub short_in_a_row: AtomicU32,
 }
+
+/// A session that ends sooner than this after its connection was handed
+/// over counts as short-lived (see [`Reconnector::short_in_a_row`]).
+pub(crate) const SHORT_SESSION: Duration = Duration::from_secs(10);
 
 impl<C: ServerConnector + Sync> Reconnector<C> {
     /// The callback tokio-xmpp's stanza stream calls whenever it needs a
@@ -122,20 +134,33 @@ impl<C: ServerConnector + Sync> Reconnector<C> {
         Box::new(move |_location, slot| {
             let first = this.first.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(conn) = first {
+                *this.handed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
                 // Err only if the stream is already gone: nothing to do.
                 let _ = slot.send(conn);
                 return;
             }
             // Whether the last connection got as far as a session; the
             // answer is for this hand-over alone.
+            let lasted = this
+                .handed_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .map(|t| t.elapsed());
             let broken = if this.session_up.swap(false, Ordering::AcqRel) {
                 this.broken_in_a_row.store(0, Ordering::Release);
                 0
             } else {
                 this.broken_in_a_row.fetch_add(1, Ordering::AcqRel) + 1
             };
+            let short = if lasted.is_some_and(|d| d < SHORT_SESSION) {
+                this.short_in_a_row.fetch_add(1, Ordering::AcqRel) + 1
+            } else {
+                this.short_in_a_row.store(0, Ordering::Release);
+                0
+            };
             let this = this.clone();
-            tokio::spawn(async move { this.retry(slot, broken).await });
+            tokio::spawn(async move { this.retry(slot, broken, short).await });
         })
     }
 
@@ -143,11 +168,13 @@ impl<C: ServerConnector + Sync> Reconnector<C> {
     /// After `broken` connections in a row that broke before a session, it
     /// first waits, and hands the next one over without stream management
     /// (see the type's docs).
-    async fn retry(&self, slot: oneshot::Sender<Connection>, broken: u32) {
+    /// After `short` short-lived sessions in a row it waits the same way.
+    async fn retry(&self, slot: oneshot::Sender<Connection>, broken: u32, short: u32) {
         let mut backoff = Backoff::new();
-        if broken > 1 {
+        let in_a_row = broken.max(short);
+        if in_a_row > 1 {
             let mut wait = Backoff::new();
-            let delay = (1..broken).map(|_| wait.next_delay()).last();
+            let delay = (1..in_a_row).map(|_| wait.next_delay()).last();
             tokio::time::sleep(delay.unwrap_or_default()).await;
         }
         let mut attempt = 0u32;
@@ -178,6 +205,8 @@ impl<C: ServerConnector + Sync> Reconnector<C> {
                         );
                         conn.features.stream_management = None;
                     }
+                    *self.handed_at.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Instant::now());
                     let _ = slot.send(conn);
                     return;
                 }
