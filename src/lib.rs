@@ -33,7 +33,16 @@
 //!   shared with the handles behind a mutex, and handles wake the task
 //!   through a bounded queue (see the module docs for why). [`Client`],
 //!   [`GroupChat`]/[`DirectChat`] and [`Channel`] are cheap handles. The
-//!   reconnect policy is `client/reconnect.rs`.
+//!   reconnect policy is `client/reconnect.rs`; `client/connector.rs`
+//!   bounds what a server can make us hold (stanza size, depth, no DTD) and
+//!   names why a connection ended ([`DisconnectCause`]). `send().await`
+//!   waits while 64 stanzas are unconfirmed by the server (XEP-0198), so a
+//!   sender cannot outrun it; what a lost session never confirmed is
+//!   reported ([`ClientEvent::Unconfirmed`]).
+//!
+//! The reliability campaign (`reliability/`, figures in
+//! `docs/reliability.md`) tries all of this with hostile stanzas, load,
+//! floods, faults and bad API input against real servers.
 //! * [`error`]: one `#[non_exhaustive]` error enum per operation, with typed
 //!   causes ([`ErrorCondition`], [`AuthFailure`], [`RemovalReason`]).
 //!
