@@ -38,7 +38,7 @@ use xmpp_test_server::script::{ScriptConn, ScriptServer};
 use xmpp_test_server::{ServerKind, TestServer};
 
 use crate::report::own_memory_kib;
-use crate::setup::{self, barrier, join, name, room};
+use crate::setup::{self, barrier, join, name, room, signal};
 use crate::{Part, Row, Scale};
 
 /// Longest wait for anything in this part: a hang guard, never a
@@ -250,18 +250,6 @@ async fn both_ways(a: &mut Channel, b: &mut Channel) -> Result<(), String> {
     })
     .await
     .unwrap_or_else(|_| Err(format!("no connectivity within {GUARD:?}")))
-}
-
-fn signal(pid: u32, sig: &str) -> Result<(), String> {
-    let status = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .map_err(|e| format!("kill: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("kill {sig} {pid} failed"))
-    }
 }
 
 fn keepalive_config(server: &TestServer, who: &str, keepalive: (Duration, Duration)) -> Config {

@@ -21,7 +21,7 @@ use webxdc_realtime_xmpp::{Channel, ClientEvent, ConnectionEvent, Delivery, Send
 use xmpp_test_server::ServerKind;
 
 use crate::report::{memory_kib_of, own_memory_kib};
-use crate::setup::{barrier, client, join, name, room, server, PATIENCE};
+use crate::setup::{self, barrier, client, join, name, room, server, PATIENCE};
 use crate::{Part, Row, Scale};
 
 /// How long a receiver waits for the next item before it stops counting
@@ -327,13 +327,8 @@ async fn frozen(kind: ServerKind) -> Row {
     if let Err(e) = barrier(&ca, &mut [&mut cb]).await {
         return Row::new(Part::Flood, described, e, false);
     }
-    let pid = server.pid().to_string();
-    let signal = |sig: &str| {
-        std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
+    let pid = server.pid();
+    let signal = |sig: &str| setup::signal(pid, sig).is_ok();
     if !signal("-STOP") {
         return Row::new(Part::Flood, described, "could not stop the server", false);
     }
@@ -398,13 +393,8 @@ async fn killed_unconfirmed() -> Row {
         return Row::new(Part::Flood, described, e, false);
     }
     let mut events = a.events();
-    let pid = server.pid().to_string();
-    let signal = |sig: &str| {
-        std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
+    let pid = server.pid();
+    let signal = |sig: &str| setup::signal(pid, sig).is_ok();
     if !signal("-STOP") {
         return Row::new(Part::Flood, described, "could not stop the server", false);
     }

@@ -123,3 +123,17 @@ impl spec_tests::harness::Channel for Peer<'_> {
         }
     }
 }
+
+/// Sends signal `sig` (`-STOP`, `-CONT`, `-KILL`) to process `pid`: how the
+/// parts freeze, thaw and kill a server.
+pub fn signal(pid: u32, sig: &str) -> Result<(), String> {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .map_err(|e| format!("kill: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("kill {sig} {pid} failed"))
+    }
+}
