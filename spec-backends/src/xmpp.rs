@@ -16,6 +16,14 @@
 //! client reports, [`XmppHarness::with_server`] to change the server's
 //! configuration before a run, and [`XmppHarness::connect`] for clients
 //! outside any chat.
+//!
+//! # Networks of servers
+//!
+//! The same harness runs on more than one server ([`Topology`]): members
+//! are seated round-robin over the servers (member 0 on the first, member
+//! 1 on the second, …), the rooms live on the first, and a restart
+//! restarts the second, so the clients that reconnect are the ones whose
+//! server is not the room's (or not the node the room was made on).
 
 use std::io;
 use std::sync::Arc;
@@ -37,7 +45,83 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long [`XmppHarness::shutdown`] waits for each client's clean close.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Server = Arc<Mutex<TestServer>>;
+type Server = Arc<Mutex<Network>>;
+
+/// Which servers a harness runs on.
+#[derive(Clone, Debug)]
+pub enum Topology {
+    /// One server started with these options (`xmpp-prosody`,
+    /// `xmpp-ejabberd`).
+    Single(Options),
+}
+
+impl Topology {
+    /// The harness name of this topology.
+    fn name(&self) -> String {
+        match self {
+            Topology::Single(o) => format!("xmpp-{}", o.kind).to_lowercase(),
+        }
+    }
+
+    /// Starts the servers (blocking).
+    fn start(&self) -> io::Result<Network> {
+        match self {
+            Topology::Single(o) => TestServer::start(o.clone()).map(Network::Single),
+        }
+    }
+}
+
+/// The running servers of a [`Topology`].
+pub enum Network {
+    /// One server.
+    Single(TestServer),
+}
+
+impl Network {
+    /// The server the rooms live on (the one [`XmppHarness::with_server`]
+    /// hands out).
+    pub fn primary(&mut self) -> &mut TestServer {
+        match self {
+            Network::Single(s) => s,
+        }
+    }
+
+    /// A new account for member seat `seat`: its JID and password.
+    fn account(&mut self, seat: usize, name: &str) -> io::Result<(String, String)> {
+        match self {
+            Network::Single(s) => {
+                let _ = seat;
+                s.account(name)
+            }
+        }
+    }
+
+    /// The address device `device` of the participant in seat `seat`
+    /// connects to.
+    fn c2s_addr(&self, seat: usize, device: usize) -> std::net::SocketAddr {
+        match self {
+            Network::Single(s) => {
+                let _ = (seat, device);
+                s.c2s_addr()
+            }
+        }
+    }
+
+    /// The MUC service the harness makes its rooms on.
+    fn muc_domain(&self) -> String {
+        match self {
+            Network::Single(s) => s.muc_domain().to_owned(),
+        }
+    }
+
+    /// The suite's restart: the single server, or the one that does not
+    /// host the rooms.
+    fn restart(&mut self) -> io::Result<()> {
+        match self {
+            Network::Single(s) => s.restart(),
+        }
+    }
+}
 
 /// Called with every client the harness connects.
 type ClientHook = Arc<dyn Fn(&Client) + Send + Sync>;
@@ -57,6 +141,8 @@ struct Participant {
     jid: BareJid,
     password: String,
     devices: usize,
+    /// Which server seat the account lives on (see [`Topology`]).
+    seat: usize,
 }
 
 struct Device {
@@ -84,7 +170,7 @@ pub struct XmppHarness {
     chats: Vec<ChatState>,
     devices: Vec<Device>,
     participants: Vec<Participant>,
-    options: Options,
+    topology: Topology,
     connect_timeout: Duration,
     on_client: Option<ClientHook>,
     server: Option<Server>,
@@ -109,11 +195,16 @@ impl XmppHarness {
     /// A harness on a throwaway server started with `options` (its kind
     /// names the harness: `xmpp-prosody`, `xmpp-ejabberd`).
     pub fn with_options(options: Options) -> Self {
+        Self::on_topology(Topology::Single(options))
+    }
+
+    /// A harness on the servers of `topology`.
+    pub fn on_topology(topology: Topology) -> Self {
         XmppHarness {
             chats: Vec::new(),
             devices: Vec::new(),
             participants: Vec::new(),
-            options,
+            topology,
             connect_timeout: CONNECT_TIMEOUT,
             on_client: None,
             server: None,
@@ -139,11 +230,11 @@ impl XmppHarness {
         if let Some(s) = &self.server {
             return Ok(s.clone());
         }
-        let opts = self.options.clone();
-        let kind = opts.kind;
-        let server = blocking(move || TestServer::start(opts))
+        let topology = self.topology.clone();
+        let name = topology.name();
+        let server = blocking(move || topology.start())
             .await
-            .map_err(|e| HarnessError(format!("starting {kind}: {e}")))?;
+            .map_err(|e| HarnessError(format!("starting {name}: {e}")))?;
         let server = Arc::new(Mutex::new(server));
         self.server = Some(server.clone());
         Ok(server)
@@ -152,10 +243,20 @@ impl XmppHarness {
     /// Runs `f` on the server (started first if need be) on a blocking
     /// thread: the server's methods block. For example
     /// `h.with_server(|s| Ok(s.pid()))`, or a configuration change
-    /// followed by [`TestServer::restart`] before a run.
+    /// followed by [`TestServer::restart`] before a run. On a network of
+    /// servers, this is the one the rooms live on.
     pub async fn with_server<T: Send + 'static>(
         &mut self,
         f: impl FnOnce(&mut TestServer) -> io::Result<T> + Send + 'static,
+    ) -> Result<T, HarnessError> {
+        self.with_network(|n| f(n.primary())).await
+    }
+
+    /// Runs `f` on every server of the harness (started first if need be)
+    /// on a blocking thread.
+    pub async fn with_network<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Network) -> io::Result<T> + Send + 'static,
     ) -> Result<T, HarnessError> {
         let server = self.server().await?;
         blocking(move || f(&mut server.lock())).await
@@ -165,9 +266,9 @@ impl XmppHarness {
     /// (the caller owns it; the harness does not close it).
     pub async fn connect(&mut self, name: &str) -> Result<Client, HarnessError> {
         let name = name.to_owned();
-        let (jid, password) = self.with_server(move |s| s.account(&name)).await?;
+        let (jid, password) = self.with_network(move |n| n.account(0, &name)).await?;
         let jid: BareJid = jid.parse().map_err(HarnessError::new)?;
-        self.login(jid, password, None).await
+        self.login(jid, password, None, (0, 0)).await
     }
 
     /// Closes every client of the harness (each bounded by a few seconds:
@@ -190,8 +291,9 @@ impl XmppHarness {
         jid: BareJid,
         password: String,
         resource: Option<String>,
+        (seat, device): (usize, usize),
     ) -> Result<Client, HarnessError> {
-        let addr = self.server().await?.lock().c2s_addr();
+        let addr = self.server().await?.lock().c2s_addr(seat, device);
         let mut config = Config::new(jid.clone(), password)
             .danger_plaintext_loopback_only(addr)
             .with_connect_timeout(self.connect_timeout);
@@ -208,13 +310,15 @@ impl XmppHarness {
     }
 
     async fn new_participant(&mut self) -> Result<usize, HarnessError> {
-        let name = format!("member{}", self.participants.len());
-        let (jid, password) = self.with_server(move |s| s.account(&name)).await?;
+        let seat = self.participants.len();
+        let name = format!("member{seat}");
+        let (jid, password) = self.with_network(move |n| n.account(seat, &name)).await?;
         let jid: BareJid = jid.parse().map_err(HarnessError::new)?;
         self.participants.push(Participant {
             jid,
             password,
             devices: 0,
+            seat,
         });
         Ok(self.participants.len() - 1)
     }
@@ -224,8 +328,9 @@ impl XmppHarness {
         part.devices += 1;
         let (jid, password) = (part.jid.clone(), part.password.clone());
         let resource = format!("device{}", part.devices);
+        let seat = (part.seat, part.devices - 1);
         let client = self
-            .login(jid, password, Some(resource))
+            .login(jid, password, Some(resource), seat)
             .await
             .map_err(|e| HarnessError(format!("connecting member {p}: {e}")))?;
         self.devices.push(Device {
@@ -247,7 +352,7 @@ impl XmppHarness {
     }
 
     async fn new_room(&mut self, members: Vec<usize>) -> Result<XmppChat, HarnessError> {
-        let muc = self.server().await?.lock().muc_domain().to_owned();
+        let muc = self.server().await?.lock().muc_domain();
         let room: BareJid = format!("chat{}@{muc}", self.chats.len())
             .parse()
             .map_err(HarnessError::new)?;
@@ -293,7 +398,7 @@ impl Harness for XmppHarness {
     type Channel = XmppChannel;
 
     fn name(&self) -> String {
-        format!("xmpp-{}", self.options.kind).to_lowercase()
+        self.topology.name()
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -349,7 +454,7 @@ impl Harness for XmppHarness {
     }
 
     async fn restart(&mut self) -> Result<(), HarnessError> {
-        self.with_server(|s| s.restart()).await
+        self.with_network(|n| n.restart()).await
     }
 }
 
