@@ -20,7 +20,8 @@
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::process::{ChildStdout, Command};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -56,6 +57,16 @@ Handle = fun
         [(catch logger_std_h:filesync(H)) || H <- logger:get_handler_ids()],
         Reply(Id, ok),
         erlang:halt(0);
+    (["eval", Id, Hex]) ->
+        % An Erlang expression written by the crate (the cluster's
+        % queries, see cluster_eval), hex-encoded to be one token.
+        Reply(Id, (catch begin
+            {ok, Tokens, _} = erl_scan:string(binary_to_list(
+                binary:decode_hex(list_to_binary(Hex)))),
+            {ok, Exprs} = erl_parse:parse_exprs(Tokens),
+            {value, Value, _} = erl_eval:exprs(Exprs, []),
+            Value
+        end));
     ([Cmd, Id | _]) ->
         Reply(Id, {error, {unknown_command, Cmd}});
     (_) ->
@@ -89,6 +100,32 @@ pub(crate) struct Ejabberd {
     spool: PathBuf,
     log: PathBuf,
     debug: bool,
+    /// Distribution settings when this is a node of an
+    /// [`EjabberdCluster`](crate::EjabberdCluster).
+    cluster: Option<ClusterNode>,
+}
+
+/// How one node of an [`EjabberdCluster`](crate::EjabberdCluster) takes
+/// part in Erlang distribution.
+///
+/// There is no `epmd`: with `-erl_epmd_port` a node listens for
+/// distribution on that port and looks for every other node on the same
+/// port (at the address in the other node's name), so the nodes of one
+/// cluster share a port and differ in their loopback address. Nothing is
+/// left to stop or to orphan, and the machine's `epmd` port (4369) is
+/// never used.
+#[derive(Clone, Debug)]
+pub(crate) struct ClusterNode {
+    /// The node's name, `nI@127.A.B.C`: an address, so that no name is
+    /// ever looked up.
+    pub(crate) name: String,
+    /// The loopback address in `name`, which the distribution listener
+    /// binds.
+    pub(crate) ip: Ipv4Addr,
+    /// The distribution port of every node of the cluster.
+    pub(crate) dist_port: u16,
+    /// The cluster's shared secret (hex).
+    pub(crate) cookie: String,
 }
 
 impl Ejabberd {
@@ -108,6 +145,9 @@ impl Ejabberd {
         )?;
         let config = root.join("ejabberd.yml");
         write_file(&config, &config_text(cfg, port))?;
+        if let Some(node) = cfg.cluster {
+            write_cookie(&root, &node.cookie)?;
+        }
         let layout = Layout {
             root: root.clone(),
             server_log: logs.join("ejabberd.log"),
@@ -122,9 +162,15 @@ impl Ejabberd {
                 config,
                 spool,
                 debug: cfg.debug,
+                cluster: cfg.cluster.cloned(),
             },
             layout,
         ))
+    }
+
+    /// Whether this is a node of an ejabberd cluster.
+    pub(crate) fn is_cluster_node(&self) -> bool {
+        self.cluster.is_some()
     }
 
     /// The `erl` command line `ejabberdctl foreground` would build, minus
@@ -149,6 +195,21 @@ impl Ejabberd {
             .arg("dir")
             .arg(erlang_string(&self.spool.to_string_lossy()))
             .args(["-eval", CONTROL_LOOP, "-s", "ejabberd"]);
+        if let Some(node) = &self.cluster {
+            let [a, b, c, d] = node.ip.octets();
+            let port = node.dist_port.to_string();
+            // The cookie is read from $HOME/.erlang.cookie (see
+            // write_cookie), not given as -setcookie, which every local
+            // user could read in the process list.
+            cmd.env("ERL_EPMD_PORT", &port)
+                .args(["-name", &node.name, "-start_epmd", "false"])
+                .args(["-erl_epmd_port", &port])
+                .args(["-kernel", "inet_dist_use_interface"])
+                .arg(format!("{{{a},{b},{c},{d}}}"));
+            // ERL_EPMD_PORT: the node still tries to register with an
+            // epmd (and goes on without one); pointing it at our own
+            // port keeps it away from the machine's epmd on 4369.
+        }
         if !self.debug {
             // Like `ejabberdctl foreground-quiet`: only critical messages
             // on the console; everything is in the log file anyway.
@@ -156,6 +217,33 @@ impl Ejabberd {
         }
         cmd
     }
+}
+
+/// Writes the Erlang cookie into the node's `$HOME` (the server's
+/// directory), readable by its owner only (Erlang refuses it otherwise).
+fn write_cookie(home: &Path, cookie: &str) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = home.join(".erlang.cookie");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(&path)
+        .and_then(|mut f| f.write_all(cookie.as_bytes()))
+        .map_err(|e| annotate(e, &format!("cannot write {}", path.display())))
+}
+
+/// Evaluates `expr` (an Erlang expression ending in `.`) in the node
+/// through the command loop's `eval` and returns the result as `~w`
+/// prints it. For the cluster's queries: the crate writes every
+/// expression itself.
+pub(crate) fn cluster_eval(
+    control: &mut Control,
+    expr: &str,
+    timeout: Duration,
+) -> io::Result<String> {
+    let hex: String = expr.bytes().map(|b| format!("{b:02x}")).collect();
+    request_within(control, "eval", &[&hex], timeout)
 }
 
 /// Reads the server's stdout: command replies go to the returned channel,
@@ -216,6 +304,17 @@ pub(crate) fn request_stop(control: &mut Control) -> bool {
 /// Sends one command and waits for its reply (skipping stale replies to
 /// earlier commands that timed out).
 fn request(control: &mut Control, cmd: &str, args: &[&str]) -> io::Result<String> {
+    request_within(control, cmd, args, COMMAND_TIMEOUT)
+}
+
+/// [`request`] with its own time limit (joining a cluster restarts
+/// ejabberd and takes longer than the other commands).
+fn request_within(
+    control: &mut Control,
+    cmd: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> io::Result<String> {
     let replies = control
         .replies
         .as_ref()
@@ -227,7 +326,7 @@ fn request(control: &mut Control, cmd: &str, args: &[&str]) -> io::Result<String
         .write_all(line.as_bytes())
         .and_then(|()| control.stdin.flush())
         .map_err(|e| annotate(e, "cannot send a command to ejabberd"))?;
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match replies.recv_timeout(left) {
@@ -239,7 +338,7 @@ fn request(control: &mut Control, cmd: &str, args: &[&str]) -> io::Result<String
             Err(RecvTimeoutError::Timeout) => {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("ejabberd did not answer {cmd:?} within {COMMAND_TIMEOUT:?}"),
+                    format!("ejabberd did not answer {cmd:?} within {timeout:?}"),
                 ))
             }
             Err(RecvTimeoutError::Disconnected) => {

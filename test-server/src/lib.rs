@@ -66,6 +66,7 @@
 #![deny(missing_docs)]
 
 mod accounts;
+mod cluster;
 mod ejabberd;
 mod files;
 mod install;
@@ -81,6 +82,7 @@ mod server;
 mod tls;
 mod util;
 
+pub use cluster::EjabberdCluster;
 pub use install::ensure_package;
 pub use options::{Options, ServerKind};
 pub use server::TestServer;

@@ -357,6 +357,7 @@ mod tests {
             debug: false,
             http_port: Some(5281),
             https,
+            cluster: None,
         };
         let layout = Layout {
             root: root.into(),

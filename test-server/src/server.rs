@@ -6,6 +6,7 @@ use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::accounts::{random_password, validate_username};
 use crate::files::tail_lines;
@@ -17,6 +18,8 @@ use crate::{ejabberd, net, prosody, tls, Options, ServerKind, DOMAIN, MUC_DOMAIN
 /// How many fresh ports [`TestServer::start`] tries when the chosen port
 /// turns out to be taken by someone else between picking and binding it.
 const PORT_ATTEMPTS: usize = 4;
+/// Interval between polls of a cluster node's Mnesia peers.
+const CLUSTER_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Files of one server inside its temporary directory.
 pub(crate) struct Layout {
@@ -61,6 +64,16 @@ impl TestServer {
     /// `openssl` when `opts.tls` is set). The error message includes the
     /// tail of the server's log if it fails to start.
     pub fn start(opts: Options) -> io::Result<TestServer> {
+        Self::start_as(opts, None)
+    }
+
+    /// [`TestServer::start`] for a node of an
+    /// [`EjabberdCluster`](crate::EjabberdCluster) when `cluster` is set
+    /// (the node is started alone; `cluster.rs` joins it).
+    pub(crate) fn start_as(
+        opts: Options,
+        cluster: Option<ejabberd::ClusterNode>,
+    ) -> io::Result<TestServer> {
         let rate = opts
             .c2s_rate_limit
             .as_deref()
@@ -73,7 +86,8 @@ impl TestServer {
         let debug = std::env::var_os("XMPP_TEST_SERVER_DEBUG").is_some_and(|v| v != "0");
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
-            match Self::try_start(&opts, rate.as_ref(), debug, net::PortLease::new()?) {
+            let port = net::PortLease::new()?;
+            match Self::try_start(&opts, rate.as_ref(), debug, port, cluster.as_ref()) {
                 // Someone grabbed the port between our pick and the server's
                 // bind: retry from scratch with a fresh port (rare).
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => last_err = Some(e),
@@ -89,6 +103,7 @@ impl TestServer {
         rate: Option<&RateLimit>,
         debug: bool,
         port: net::PortLease,
+        cluster: Option<&ejabberd::ClusterNode>,
     ) -> io::Result<TestServer> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("xmpp-test-server-{}-", opts.kind))
@@ -124,6 +139,7 @@ impl TestServer {
             debug,
             http_port: http_port.as_ref().map(net::PortLease::port),
             https: opts.http_upload_tls,
+            cluster,
         };
         let (backend, layout) = match opts.kind {
             ServerKind::Prosody => {
@@ -295,10 +311,92 @@ impl TestServer {
             Err(NotReady::Io(e)) => Err(e),
             Err(NotReady::Failed(kind, reason)) => Err(self.start_error(kind, &reason)),
         };
+        // A cluster node that restarts is ready once it is back in its
+        // cluster, not merely serving clients.
+        let result = result.and_then(|()| self.wait_clustered());
         if result.is_err() {
             self.stop();
         }
         result
+    }
+
+    /// Whether the server process runs (started and not stopped since).
+    pub(crate) fn is_running(&self) -> bool {
+        self.process.is_running()
+    }
+
+    /// Whether this is a node of an ejabberd cluster.
+    pub(crate) fn is_cluster_node(&self) -> bool {
+        matches!(&self.backend, Backend::Ejabberd(e) if e.is_cluster_node())
+    }
+
+    /// Evaluates an Erlang expression in this ejabberd node (see
+    /// `ejabberd::cluster_eval`).
+    pub(crate) fn eval(&self, expr: &str, timeout: Duration) -> io::Result<String> {
+        if !matches!(self.backend, Backend::Ejabberd(_)) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "only ejabberd evaluates Erlang",
+            ));
+        }
+        let mut control = self.process.control();
+        let control = control.as_mut().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotConnected, "ejabberd is not running")
+        })?;
+        ejabberd::cluster_eval(control, expr, timeout)
+    }
+
+    /// Joins this cluster node to the cluster of the node `seed` (which
+    /// restarts ejabberd here) and waits until it serves clients again
+    /// and is in the cluster.
+    pub(crate) fn join_cluster(&mut self, seed: &str) -> io::Result<()> {
+        let reply = self.eval(
+            &format!("ejabberd_cluster:join('{seed}')."),
+            crate::process::READY_TIMEOUT,
+        )?;
+        if reply != "ok" {
+            return Err(io::Error::other(format!(
+                "{} could not join the cluster of {seed}: {reply}\n--- log tail ---\n{}",
+                self.c2s_addr(),
+                self.log_tail(40)
+            )));
+        }
+        let (addr, domain) = (self.c2s_addr(), self.domain().to_owned());
+        match self.process.wait_ready(addr, &domain, &self.layout) {
+            Ok(()) => self.wait_clustered(),
+            Err(NotReady::Io(e)) => Err(e),
+            Err(NotReady::Failed(kind, reason)) => Err(self.start_error(kind, &reason)),
+        }
+    }
+
+    /// For a cluster node: waits (at most 60 s) until every node of its
+    /// cluster that is up (answers a ping) is a running Mnesia peer of
+    /// this one. Nothing to wait for otherwise.
+    fn wait_clustered(&self) -> io::Result<()> {
+        if !self.is_cluster_node() {
+            return Ok(());
+        }
+        // The nodes of the schema that are up but not (yet) connected:
+        // `[]` once this node is back in its cluster. A node that is down
+        // answers `pang` at once (nothing listens on its port), so a
+        // stopped peer does not hold up a restart.
+        const MISSING: &str = "begin Running = mnesia:system_info(running_db_nodes), \
+            [N || N <- mnesia:system_info(db_nodes), not lists:member(N, Running), \
+            net_adm:ping(N) =:= pong] end.";
+        let deadline = Instant::now() + crate::process::READY_TIMEOUT;
+        loop {
+            let missing = self.eval(MISSING, crate::process::READY_TIMEOUT)?;
+            if missing == "[]" {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(self.start_error(
+                    io::ErrorKind::TimedOut,
+                    &format!("not back in its cluster: {missing} are up but not connected"),
+                ));
+            }
+            std::thread::sleep(CLUSTER_POLL_INTERVAL);
+        }
     }
 
     fn start_error(&self, kind: io::ErrorKind, reason: &str) -> io::Error {
@@ -348,6 +446,8 @@ pub(crate) struct ServerConfig<'a> {
     pub(crate) http_port: Option<u16>,
     /// The upload's port speaks HTTPS (with `certs`), not HTTP.
     pub(crate) https: bool,
+    /// Distribution settings of an ejabberd cluster node.
+    pub(crate) cluster: Option<&'a ejabberd::ClusterNode>,
 }
 
 #[cfg(test)]
@@ -385,7 +485,7 @@ mod tests {
         let lease = net::PortLease::new().unwrap();
         let other = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, lease.port())).unwrap();
         let t = Instant::now();
-        let err = TestServer::try_start(&opts, None, false, lease).unwrap_err();
+        let err = TestServer::try_start(&opts, None, false, lease, None).unwrap_err();
         eprintln!("{kind}: {err}");
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
         assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
@@ -393,7 +493,7 @@ mod tests {
         // The port is blocked without a listener: detected from the log.
         let (_socket, lease) = occupy_port_without_listening();
         let t = Instant::now();
-        let err = TestServer::try_start(&opts, None, false, lease).unwrap_err();
+        let err = TestServer::try_start(&opts, None, false, lease, None).unwrap_err();
         eprintln!("{kind}: {err}");
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
         assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
