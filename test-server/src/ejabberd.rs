@@ -31,7 +31,6 @@ use crate::install::{ensure_package, find_program};
 use crate::process::Control;
 use crate::server::{Layout, ServerConfig};
 use crate::util::{annotate, unique_id};
-use crate::DOMAIN;
 
 /// Prefix of the lines our command loop prints on stdout.
 const REPLY_PREFIX: &str = "xts-reply ";
@@ -45,9 +44,9 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
 const CONTROL_LOOP: &str = r#"
 Reply = fun(Id, Term) -> io:format("xts-reply ~s ~w~n", [Id, Term]) end,
 Handle = fun
-    (["register", Id, User, Password]) ->
+    (["register", Id, User, Host, Password]) ->
         Reply(Id, (catch ejabberd_auth:try_register(
-            list_to_binary(User), <<"localhost">>, list_to_binary(Password))));
+            list_to_binary(User), list_to_binary(Host), list_to_binary(Password))));
     (["stop", Id]) ->
         % Much faster than init:stop() (which lingers for a second after
         % stopping everything): stop the applications that hold state,
@@ -138,11 +137,7 @@ impl Ejabberd {
         create_dir(&spool)?;
         create_dir(&logs)?;
         create_dir(&root.join("contrib"))?;
-        // Resolve names from our own table only: never ask DNS.
-        write_file(
-            &root.join("inetrc"),
-            "{lookup, [file]}.\n{host, {127,0,0,1}, [\"localhost\"]}.\n",
-        )?;
+        write_file(&root.join("inetrc"), &inetrc(cfg, &root)?)?;
         let config = root.join("ejabberd.yml");
         write_file(&config, &config_text(cfg, port))?;
         if let Some(node) = cfg.cluster {
@@ -276,18 +271,60 @@ pub(crate) fn spawn_stdout_reader(
     Ok(rx)
 }
 
-/// Registers `name@localhost` through the command loop.
-pub(crate) fn create_account(control: &mut Control, name: &str, password: &str) -> io::Result<()> {
-    match request(control, "register", &[name, password])?.as_str() {
+/// Registers `name@domain` through the command loop.
+pub(crate) fn create_account(
+    control: &mut Control,
+    name: &str,
+    password: &str,
+    domain: &str,
+) -> io::Result<()> {
+    match request(control, "register", &[name, domain, password])?.as_str() {
         "ok" => Ok(()),
         "{error,exists}" => Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
-            format!("the account {name}@{DOMAIN} already exists"),
+            format!("the account {name}@{domain} already exists"),
         )),
         other => Err(io::Error::other(format!(
-            "ejabberd refused to register {name}@{DOMAIN}: {other}"
+            "ejabberd refused to register {name}@{domain}: {other}"
         ))),
     }
+}
+
+/// The Erlang resolver's configuration (`ERL_INETRC`). Without s2s: names
+/// from our own table only, never DNS. With s2s: a `resolv.conf` of ours
+/// naming the test's DNS server alone (ejabberd resolves peers with
+/// `inet_res`, which asks DNS for SRV and A records and reads no hosts
+/// file), and an empty hosts file of ours: the machine's `/etc/resolv.conf`
+/// and `/etc/hosts` would otherwise be read and polled. (A `nameserver`
+/// entry here would not do: reloading the resolv.conf file replaces it.)
+fn inetrc(cfg: &ServerConfig<'_>, root: &std::path::Path) -> io::Result<String> {
+    let mut rc = String::from("{host, {127,0,0,1}, [\"localhost\"]}.\n");
+    match cfg.s2s {
+        None => rc.insert_str(0, "{lookup, [file]}.\n"),
+        Some(s2s) => {
+            let (resolv_conf, hosts) = (root.join("resolv.conf"), root.join("hosts"));
+            write_file(
+                &resolv_conf,
+                &format!(
+                    "# Written by xmpp-test-server: only the test's DNS server.\n\
+                     nameserver {}\n",
+                    s2s.nameserver
+                ),
+            )?;
+            write_file(&hosts, "")?;
+            let _ = write!(
+                rc,
+                "{{lookup, [file, dns]}}.\n\
+                 {{resolv_conf, {}}}.\n\
+                 {{hosts_file, {}}}.\n\
+                 {{timeout, 1000}}.\n\
+                 {{retry, 2}}.\n",
+                erlang_string(&resolv_conf.to_string_lossy()),
+                erlang_string(&hosts.to_string_lossy()),
+            );
+        }
+    }
+    Ok(rc)
 }
 
 /// Asks the server to stop (see the `stop` command of [`CONTROL_LOOP`])
@@ -391,14 +428,29 @@ log_rotate_count: 0
 # Plain storage: any SASL mechanism works.
 auth_method: internal
 auth_password_format: plain
-# Never fetch certificates from the internet, never talk s2s.
+# Never fetch certificates from the internet.
 acme:
   auto: false
-s2s_access: none
 "#,
-        domain = yaml_string(DOMAIN),
+        domain = yaml_string(cfg.domain),
         level = if cfg.debug { "debug" } else { "info" },
     );
+    if cfg.s2s.is_some() {
+        // Dialback (mod_s2s_dialback) over plaintext on loopback. A failed
+        // connection is retried after s2s_max_retry_delay at most
+        // (default 300 s: a peer that restarts would be unreachable for
+        // minutes); DNS answers at once or not at all.
+        c.push_str(
+            "s2s_access: all\n\
+             s2s_use_starttls: false\n\
+             s2s_max_retry_delay: 1\n\
+             s2s_dns_timeout: 2\n\
+             s2s_dns_retries: 1\n\
+             outgoing_s2s_families: [ipv4]\n",
+        );
+    } else {
+        c.push_str("# Never talk s2s.\ns2s_access: none\n");
+    }
     if let Some(certs) = cfg.certs {
         let _ = write!(
             c,
@@ -432,6 +484,14 @@ s2s_access: none
     if cfg.rate.is_some() {
         c.push_str("    shaper: c2s_shaper\n");
     }
+    if let Some(s2s) = cfg.s2s {
+        let _ = write!(
+            c,
+            "  -\n    port: {}\n    ip: \"127.0.0.1\"\n    module: ejabberd_s2s_in\n    \
+             max_stanza_size: 524288\n",
+            s2s.port
+        );
+    }
     c.push_str(
         r#"modules:
   mod_caps: {}
@@ -441,7 +501,10 @@ s2s_access: none
   mod_stream_mgmt: {}
 "#,
     );
-    if cfg.muc_archive {
+    if cfg.s2s.is_some() {
+        c.push_str("  mod_s2s_dialback: {}\n");
+    }
+    if cfg.muc_archive || cfg.user_archive {
         c.push_str("  mod_mam:\n    default: always\n");
     }
     let _ = write!(

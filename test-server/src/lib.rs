@@ -67,7 +67,9 @@
 
 mod accounts;
 mod cluster;
+mod dns;
 mod ejabberd;
+mod federation;
 mod files;
 mod install;
 mod net;
@@ -83,6 +85,7 @@ mod tls;
 mod util;
 
 pub use cluster::EjabberdCluster;
+pub use federation::{FederatedPair, FederationOptions};
 pub use install::ensure_package;
 pub use options::{Options, ServerKind};
 pub use server::TestServer;

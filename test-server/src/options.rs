@@ -1,6 +1,7 @@
 //! What to run: [`ServerKind`] and [`Options`].
 
 use std::fmt;
+use std::net::Ipv4Addr;
 
 /// Which XMPP server software to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,6 +78,31 @@ pub struct Options {
     ///
     /// Prosody only (`https_ports` on `127.0.0.1` with `https_ssl`).
     pub http_upload_tls: bool,
+    /// The XMPP domain to serve; `None` (the default) means `localhost`.
+    /// The MUC service is `conference.<domain>`. A lower-case DNS name
+    /// (letters, digits, `-`, `.`). Used by
+    /// [`FederatedPair`](crate::FederatedPair) (`a.test`, `b.test`).
+    pub domain: Option<String>,
+    /// Archive every user's messages (XEP-0313 on the user's own JID,
+    /// archiving by default), so a test can check what a member's server
+    /// stored.
+    ///
+    /// Prosody: `mam` with `default_archive_policy = true`. ejabberd:
+    /// `mod_mam` with `default: always`.
+    pub user_archive: bool,
+    /// Talk server-to-server: listen for s2s on a free port of
+    /// `127.0.0.1` (see [`TestServer::s2s_addr`](crate::TestServer::s2s_addr))
+    /// and resolve remote domains only through the DNS server at this
+    /// address, port 53 (the one a [`FederatedPair`](crate::FederatedPair)
+    /// runs). `None` (the default): no s2s at all.
+    ///
+    /// Authentication is server dialback (XEP-0220) over plaintext
+    /// streams, which both servers accept on loopback. Prosody runs in a
+    /// private mount namespace of its own where `/etc/resolv.conf` names
+    /// only this nameserver (its resolver reads no other configuration;
+    /// this needs root, as binding port 53 does); ejabberd gets it in its
+    /// inetrc.
+    pub s2s_nameserver: Option<Ipv4Addr>,
 }
 
 impl Options {
@@ -90,6 +116,9 @@ impl Options {
             tls: false,
             http_upload: false,
             http_upload_tls: false,
+            domain: None,
+            user_archive: false,
+            s2s_nameserver: None,
         }
     }
 

@@ -10,7 +10,7 @@ use crate::files::{create_dir, write_file};
 use crate::install::{ensure_package, find_program};
 use crate::server::{Layout, ServerConfig};
 use crate::util::{annotate, unique_id};
-use crate::{DOMAIN, MUC_DOMAIN, UPLOAD_DOMAIN};
+use crate::{DOMAIN, UPLOAD_DOMAIN};
 
 /// Installs Prosody if `prosody` is missing.
 pub(crate) fn ensure_installed() -> io::Result<()> {
@@ -24,8 +24,12 @@ pub(crate) fn ensure_installed() -> io::Result<()> {
 pub(crate) struct Prosody {
     program: PathBuf,
     config: PathBuf,
-    /// `DATA/localhost/accounts`, where `internal_plain` keeps passwords.
+    /// `DATA/<domain>/accounts`, where `internal_plain` keeps passwords.
     accounts_dir: PathBuf,
+    /// With s2s: the `resolv.conf` that Prosody sees (naming only the
+    /// test's DNS server), bind-mounted over `/etc/resolv.conf` in a mount
+    /// namespace of its own.
+    resolv_conf: Option<PathBuf>,
 }
 
 /// A tiny global module of ours:
@@ -66,11 +70,26 @@ impl Prosody {
         let data = root.join("data");
         let plugins = root.join("plugins");
         let certs_dir = root.join("certs");
-        let accounts_dir = data.join(path_encode(DOMAIN)).join("accounts");
+        let accounts_dir = data.join(path_encode(cfg.domain)).join("accounts");
         for dir in [&accounts_dir, &plugins, &certs_dir] {
             create_dir(dir)?;
         }
         write_file(&plugins.join("mod_xts_helper.lua"), HELPER_MODULE)?;
+        let resolv_conf = match cfg.s2s {
+            Some(s2s) => {
+                let file = root.join("resolv.conf");
+                write_file(
+                    &file,
+                    &format!(
+                        "# Written by xmpp-test-server: only the test's DNS server.\n\
+                         nameserver {}\n",
+                        s2s.nameserver
+                    ),
+                )?;
+                Some(file)
+            }
+            None => None,
+        };
 
         let layout = Layout {
             root: root.to_path_buf(),
@@ -87,6 +106,7 @@ impl Prosody {
                 program,
                 config,
                 accounts_dir,
+                resolv_conf,
             },
             layout,
         ))
@@ -99,6 +119,9 @@ impl Prosody {
         if let Some(dir) = self.config.parent() {
             cmd.current_dir(dir);
         }
+        if let Some(resolv_conf) = &self.resolv_conf {
+            private_resolv_conf(&mut cmd, resolv_conf);
+        }
         cmd
     }
 
@@ -108,7 +131,12 @@ impl Prosody {
     /// The file is written under a temporary name and hard-linked into
     /// place, so Prosody never sees a partial file and an existing account
     /// is never overwritten, even by concurrent calls.
-    pub(crate) fn create_account(&self, name: &str, password: &str) -> io::Result<()> {
+    pub(crate) fn create_account(
+        &self,
+        name: &str,
+        password: &str,
+        domain: &str,
+    ) -> io::Result<()> {
         let file = self.accounts_dir.join(format!("{}.dat", path_encode(name)));
         let tmp = self.accounts_dir.join(format!(
             "{}.xts-tmp-{}-{}",
@@ -130,7 +158,7 @@ impl Prosody {
             if e.kind() == io::ErrorKind::AlreadyExists {
                 io::Error::new(
                     io::ErrorKind::AlreadyExists,
-                    format!("the account {name}@{DOMAIN} already exists"),
+                    format!("the account {name}@{domain} already exists"),
                 )
             } else {
                 annotate(e, &format!("cannot write {}", file.display()))
@@ -164,6 +192,12 @@ fn config_text(
     if cfg.rate.is_some() {
         modules.push("limits");
     }
+    if cfg.s2s.is_some() {
+        modules.push("dialback");
+    }
+    if cfg.user_archive {
+        modules.push("mam");
+    }
     let modules: String = modules
         .iter()
         .map(|m| format!("{}; ", lua_string(m)))
@@ -181,14 +215,15 @@ plugin_paths = {{ {plugins} }}
 certificates = {certs_dir}
 log = {{ {level} = {log} }}
 
--- Loopback only: no s2s, component ports or direct TLS; HTTP (or HTTPS)
--- only for the upload service when asked for.
+-- Loopback only: no component ports or direct TLS; s2s only when asked
+-- for; HTTP (or HTTPS) only for the upload service when asked for.
 interfaces = {{ "127.0.0.1" }}
 local_interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {port} }}
 c2s_direct_tls_ports = {{ }}
 legacy_ssl_ports = {{ }}
-s2s_ports = {{ }}
+s2s_ports = {{ {s2s_ports} }}
+s2s_interfaces = {{ "127.0.0.1" }}
 component_ports = {{ }}
 http_ports = {{ {http_ports} }}
 http_interfaces = {{ "127.0.0.1" }}
@@ -201,7 +236,7 @@ https_interfaces = {{ "127.0.0.1" }}
 network_settings = {{ nagle = false }}
 
 modules_enabled = {{ {modules}}}
-modules_disabled = {{ "s2s" }}
+modules_disabled = {{ {disabled}}}
 
 -- Plain storage so that the test harness can create accounts by writing
 -- data files.
@@ -215,6 +250,8 @@ allow_unencrypted_plain_auth = {plain}
         certs_dir = lua_path(certs_dir),
         log = lua_path(&layout.server_log),
         plain = !tls,
+        s2s_ports = cfg.s2s.map(|s| s.port.to_string()).unwrap_or_default(),
+        disabled = if cfg.s2s.is_some() { "" } else { "\"s2s\" " },
         http_ports = cfg
             .http_port
             .filter(|_| !https)
@@ -244,6 +281,23 @@ allow_unencrypted_plain_auth = {plain}
             let _ = writeln!(c, "https_ssl = {ssl}");
         }
     }
+    if cfg.s2s.is_some() {
+        // Dialback over plaintext on loopback (the default would demand
+        // TLS, and the peers have no certificates of each other's CA).
+        // Unauthenticated stanzas are queued only while the connection is
+        // set up; 10 s to connect instead of 90 so that a peer that is
+        // down bounces stanzas soon (a realtime frame is stale by then).
+        c.push_str(
+            "s2s_require_encryption = false\n\
+             s2s_secure_auth = false\n\
+             s2s_timeout = 10\n",
+        );
+    }
+    if cfg.user_archive {
+        // Archive every user's messages unless the user says otherwise,
+        // and keep them: a test checks what got stored.
+        c.push_str("default_archive_policy = true\narchive_expires_after = \"never\"\n");
+    }
     if let Some(rate) = cfg.rate {
         // As in Debian's stock prosody.cfg.lua (default burst: 2 s).
         let _ = writeln!(
@@ -263,8 +317,8 @@ Component {muc} "muc"
 	muc_tombstones = false
 	muc_room_default_history_length = 0
 "#,
-        domain = lua_string(DOMAIN),
-        muc = lua_string(MUC_DOMAIN),
+        domain = lua_string(cfg.domain),
+        muc = lua_string(cfg.muc_domain),
     );
     if cfg.muc_archive {
         c.push_str(
@@ -295,6 +349,58 @@ Component {upload} "http_file_share"
         );
     }
     c
+}
+
+/// Makes `cmd` run in a mount namespace of its own in which `resolv_conf`
+/// is bind-mounted over `/etc/resolv.conf`: Prosody's resolver (`net.dns`)
+/// takes its nameservers from that file only and has no option for them.
+/// The namespace is made in the child between `fork` and `exec`, so the
+/// process id is still the server's (supervision, `SIGTERM` and the pid
+/// checks of the tests see Prosody itself). Needs `CAP_SYS_ADMIN` (root);
+/// without it the spawn fails with the `unshare` error.
+fn private_resolv_conf(cmd: &mut Command, resolv_conf: &Path) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    // Built before the fork: allocating in the child is not safe.
+    let source = CString::new(resolv_conf.as_os_str().as_bytes());
+    let target = c"/etc/resolv.conf";
+    let root = c"/";
+    // SAFETY: the closure only makes raw syscalls (unshare, mount) on
+    // strings prepared before the fork, and builds an io::Error from errno,
+    // all async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let source = source
+                .as_ref()
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // Our mounts must not propagate back to the machine's namespace.
+            if libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Prosody's `util.datamanager` encoding of host and user names in paths:
@@ -357,6 +463,10 @@ mod tests {
             debug: false,
             http_port: Some(5281),
             https,
+            domain: DOMAIN,
+            muc_domain: "conference.localhost",
+            user_archive: false,
+            s2s: None,
             cluster: None,
         };
         let layout = Layout {

@@ -13,7 +13,7 @@ use crate::files::tail_lines;
 use crate::process::{NotReady, Process, StdoutReader};
 use crate::rate::RateLimit;
 use crate::util::annotate;
-use crate::{ejabberd, net, prosody, tls, Options, ServerKind, DOMAIN, MUC_DOMAIN, UPLOAD_DOMAIN};
+use crate::{ejabberd, net, prosody, tls, Options, ServerKind, DOMAIN, UPLOAD_DOMAIN};
 
 /// How many fresh ports [`TestServer::start`] tries when the chosen port
 /// turns out to be taken by someone else between picking and binding it.
@@ -51,6 +51,12 @@ pub struct TestServer {
     port: net::PortLease,
     /// The HTTP port of the upload service, with [`Options::http_upload`].
     http_port: Option<net::PortLease>,
+    /// The s2s port, with [`Options::s2s_nameserver`].
+    s2s_port: Option<net::PortLease>,
+    /// The XMPP domain ([`Options::domain`] or `localhost`).
+    domain: String,
+    /// `conference.<domain>`.
+    muc_domain: String,
     ca_file: Option<PathBuf>,
     layout: Layout,
     dir: tempfile::TempDir,
@@ -125,6 +131,19 @@ impl TestServer {
         } else {
             None
         };
+        let domain = validate_domain(opts.domain.as_deref().unwrap_or(DOMAIN))?;
+        let muc_domain = format!("conference.{domain}");
+        let s2s_port = match opts.s2s_nameserver {
+            Some(_) => Some(net::PortLease::new()?),
+            None => None,
+        };
+        let s2s = match (opts.s2s_nameserver, &s2s_port) {
+            (Some(nameserver), Some(port)) => Some(S2sConfig {
+                port: port.port(),
+                nameserver,
+            }),
+            _ => None,
+        };
         let certs = if opts.tls || opts.http_upload_tls {
             Some(tls::generate(&root.join("tls"))?)
         } else {
@@ -139,6 +158,10 @@ impl TestServer {
             debug,
             http_port: http_port.as_ref().map(net::PortLease::port),
             https: opts.http_upload_tls,
+            domain: &domain,
+            muc_domain: &muc_domain,
+            user_archive: opts.user_archive,
+            s2s,
             cluster,
         };
         let (backend, layout) = match opts.kind {
@@ -157,6 +180,9 @@ impl TestServer {
             process: Process::new(),
             port,
             http_port,
+            s2s_port,
+            domain,
+            muc_domain,
             ca_file: certs.map(|c| c.ca),
             layout,
             dir,
@@ -165,14 +191,25 @@ impl TestServer {
         Ok(server)
     }
 
-    /// The XMPP domain: `"localhost"`.
+    /// The XMPP domain: `"localhost"` unless [`Options::domain`] says
+    /// otherwise.
     pub fn domain(&self) -> &str {
-        DOMAIN
+        &self.domain
     }
 
-    /// The MUC service domain: `"conference.localhost"`.
+    /// The MUC service domain: `"conference.localhost"`, or
+    /// `conference.<domain>` with [`Options::domain`].
     pub fn muc_domain(&self) -> &str {
-        MUC_DOMAIN
+        &self.muc_domain
+    }
+
+    /// Where the server accepts server-to-server connections
+    /// (`127.0.0.1:PORT`), with [`Options::s2s_nameserver`]. The port stays
+    /// the same across [`TestServer::restart`].
+    pub fn s2s_addr(&self) -> Option<SocketAddrV4> {
+        self.s2s_port
+            .as_ref()
+            .map(|p| SocketAddrV4::new(Ipv4Addr::LOCALHOST, p.port()))
     }
 
     /// Where the server accepts client connections: `127.0.0.1:PORT`. The
@@ -234,7 +271,7 @@ impl TestServer {
         self.dir.path()
     }
 
-    /// Creates the account `name@localhost` with a random password and
+    /// Creates the account `name@<domain>` with a random password and
     /// returns `(bare JID, password)`.
     ///
     /// `name` may contain ASCII letters (lowered), digits, `.`, `_` and `-`.
@@ -247,16 +284,16 @@ impl TestServer {
         let name = validate_username(name)?;
         let password = random_password()?;
         match &self.backend {
-            Backend::Prosody(p) => p.create_account(&name, &password)?,
+            Backend::Prosody(p) => p.create_account(&name, &password, &self.domain)?,
             Backend::Ejabberd(_) => {
                 let mut control = self.process.control();
                 let control = control.as_mut().ok_or_else(|| {
                     io::Error::new(io::ErrorKind::NotConnected, "ejabberd is not running")
                 })?;
-                ejabberd::create_account(control, &name, &password)?;
+                ejabberd::create_account(control, &name, &password, &self.domain)?;
             }
         }
-        Ok((format!("{name}@{DOMAIN}"), password))
+        Ok((format!("{name}@{}", self.domain), password))
     }
 
     /// Stops the server (see [`TestServer::stop`]) and starts it again on
@@ -305,7 +342,7 @@ impl TestServer {
         self.process.spawn(cmd, &self.layout, stdout_reader)?;
         let result = match self
             .process
-            .wait_ready(self.c2s_addr(), DOMAIN, &self.layout)
+            .wait_ready(self.c2s_addr(), &self.domain, &self.layout)
         {
             Ok(()) => Ok(()),
             Err(NotReady::Io(e)) => Err(e),
@@ -446,8 +483,47 @@ pub(crate) struct ServerConfig<'a> {
     pub(crate) http_port: Option<u16>,
     /// The upload's port speaks HTTPS (with `certs`), not HTTP.
     pub(crate) https: bool,
+    /// The XMPP domain and its MUC service.
+    pub(crate) domain: &'a str,
+    pub(crate) muc_domain: &'a str,
+    /// Archive users' messages ([`Options::user_archive`]).
+    pub(crate) user_archive: bool,
+    /// Server-to-server, with [`Options::s2s_nameserver`].
+    pub(crate) s2s: Option<S2sConfig>,
     /// Distribution settings of an ejabberd cluster node.
     pub(crate) cluster: Option<&'a ejabberd::ClusterNode>,
+}
+
+/// Server-to-server settings of one server.
+#[derive(Clone, Copy)]
+pub(crate) struct S2sConfig {
+    /// The port to listen on, on `127.0.0.1`.
+    pub(crate) port: u16,
+    /// The only DNS server to ask (port 53).
+    pub(crate) nameserver: Ipv4Addr,
+}
+
+/// Checks [`Options::domain`]: lower-case letters, digits, `-` and `.`,
+/// non-empty labels. It ends up in config files, file names and Erlang
+/// terms, so nothing that needs quoting gets through.
+fn validate_domain(domain: &str) -> io::Result<String> {
+    let ok = !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    if ok {
+        Ok(domain.to_owned())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a lower-case DNS name: {domain:?}"),
+        ))
+    }
 }
 
 #[cfg(test)]
