@@ -32,7 +32,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use webxdc_realtime_xmpp::jid::BareJid;
 use webxdc_realtime_xmpp::{Client, Config, GroupChat};
-use xmpp_test_server::{Options, ServerKind, TestServer};
+use xmpp_test_server::{
+    EjabberdCluster, FederatedPair, FederationOptions, Options, ServerKind, TestServer,
+};
 
 use spec_tests::harness::{
     Capabilities, Channel, Harness, HarnessError, JoinFailure, Member, Received, SendFailure,
@@ -53,6 +55,14 @@ pub enum Topology {
     /// One server started with these options (`xmpp-prosody`,
     /// `xmpp-ejabberd`).
     Single(Options),
+    /// A federated pair (`xmpp-federated`): Prosody hosts the rooms,
+    /// ejabberd on another domain holds every second member, and the two
+    /// talk server to server.
+    Federated(FederationOptions),
+    /// An ejabberd cluster of this many nodes (`xmpp-ejabberd-cluster`),
+    /// started with these options: every second member (and every second
+    /// device of a member) is connected to another node.
+    Cluster(usize, Options),
 }
 
 impl Topology {
@@ -60,6 +70,8 @@ impl Topology {
     fn name(&self) -> String {
         match self {
             Topology::Single(o) => format!("xmpp-{}", o.kind).to_lowercase(),
+            Topology::Federated(_) => "xmpp-federated".into(),
+            Topology::Cluster(..) => "xmpp-ejabberd-cluster".into(),
         }
     }
 
@@ -67,6 +79,8 @@ impl Topology {
     fn start(&self) -> io::Result<Network> {
         match self {
             Topology::Single(o) => TestServer::start(o.clone()).map(Network::Single),
+            Topology::Federated(o) => FederatedPair::start(o.clone()).map(Network::Federated),
+            Topology::Cluster(n, o) => EjabberdCluster::start(*n, o.clone()).map(Network::Cluster),
         }
     }
 }
@@ -75,6 +89,10 @@ impl Topology {
 pub enum Network {
     /// One server.
     Single(TestServer),
+    /// Two federated servers.
+    Federated(FederatedPair),
+    /// The nodes of one cluster.
+    Cluster(EjabberdCluster),
 }
 
 impl Network {
@@ -83,6 +101,8 @@ impl Network {
     pub fn primary(&mut self) -> &mut TestServer {
         match self {
             Network::Single(s) => s,
+            Network::Federated(p) => p.server_mut(0),
+            Network::Cluster(c) => c.node_mut(0),
         }
     }
 
@@ -93,6 +113,9 @@ impl Network {
                 let _ = seat;
                 s.account(name)
             }
+            Network::Federated(p) => p.server_mut(seat % 2).account(name),
+            // The cluster shares its accounts: any node registers it.
+            Network::Cluster(c) => c.account(name),
         }
     }
 
@@ -104,6 +127,12 @@ impl Network {
                 let _ = (seat, device);
                 s.c2s_addr()
             }
+            // An account lives on its own server: all its devices go there.
+            Network::Federated(p) => p.server(seat % 2).c2s_addr(),
+            // Any node serves any account: a second device of a member goes
+            // to another node than its first, so other-device delivery
+            // crosses the cluster too.
+            Network::Cluster(c) => c.node((seat + device) % c.len()).c2s_addr(),
         }
     }
 
@@ -111,6 +140,8 @@ impl Network {
     fn muc_domain(&self) -> String {
         match self {
             Network::Single(s) => s.muc_domain().to_owned(),
+            Network::Federated(p) => p.server(0).muc_domain().to_owned(),
+            Network::Cluster(c) => c.muc_domain().to_owned(),
         }
     }
 
@@ -119,6 +150,8 @@ impl Network {
     fn restart(&mut self) -> io::Result<()> {
         match self {
             Network::Single(s) => s.restart(),
+            Network::Federated(p) => p.restart(1),
+            Network::Cluster(c) => c.node_mut(1).restart(),
         }
     }
 }
@@ -185,6 +218,17 @@ impl XmppHarness {
     /// A harness on a throwaway ejabberd.
     pub fn ejabberd() -> Self {
         Self::new(ServerKind::Ejabberd)
+    }
+
+    /// A harness on a federated pair: rooms on Prosody, every second
+    /// member on ejabberd (`xmpp-federated`).
+    pub fn federated() -> Self {
+        Self::on_topology(Topology::Federated(FederationOptions::default()))
+    }
+
+    /// A harness on a two-node ejabberd cluster (`xmpp-ejabberd-cluster`).
+    pub fn ejabberd_cluster() -> Self {
+        Self::on_topology(Topology::Cluster(2, Options::ejabberd()))
     }
 
     /// A harness on a throwaway server of `kind`.

@@ -1,5 +1,6 @@
 //! Runs the conformance suite on every backend of the project (memory,
-//! Prosody, ejabberd, and both Iroh variants) and prints one table.
+//! Prosody, ejabberd, the federated pair, the ejabberd cluster, and both
+//! Iroh variants) and prints one table.
 //! Options: see `spec_tests::runner` (`--backend`, `--case`, `--jobs`,
 //! `--markdown`, `--expectations`).
 //!
@@ -26,6 +27,8 @@ fn main() {
         Backend::new("memory", MemoryHarness::new),
         Backend::new("xmpp-prosody", XmppHarness::prosody),
         Backend::new("xmpp-ejabberd", XmppHarness::ejabberd),
+        Backend::new("xmpp-federated", XmppHarness::federated),
+        Backend::new("xmpp-ejabberd-cluster", XmppHarness::ejabberd_cluster),
         Backend::new("iroh-deltachat", IrohHarness::deltachat),
         Backend::new("iroh-fixed", IrohHarness::fixed),
     ];

@@ -1,5 +1,6 @@
 //! Runs the conformance suite on this workspace's backends (memory,
-//! Prosody, ejabberd) and prints the result table. See `spec_tests::runner`
+//! Prosody, ejabberd, a federated Prosody ⇄ ejabberd pair, a two-node
+//! ejabberd cluster) and prints the result table. See `spec_tests::runner`
 //! for the options.
 
 use spec_backends::{memory::MemoryHarness, xmpp::XmppHarness};
@@ -10,6 +11,8 @@ fn main() {
         Backend::new("memory", MemoryHarness::new),
         Backend::new("xmpp-prosody", XmppHarness::prosody),
         Backend::new("xmpp-ejabberd", XmppHarness::ejabberd),
+        Backend::new("xmpp-federated", XmppHarness::federated),
+        Backend::new("xmpp-ejabberd-cluster", XmppHarness::ejabberd_cluster),
     ];
     std::process::exit(spec_tests::runner::main(backends));
 }
