@@ -33,6 +33,15 @@
 //! Set the environment variable `XMPP_TEST_SERVER_DEBUG=1` to make the
 //! servers log at debug level (see [`TestServer::log_tail`]).
 //!
+//! [`EjabberdCluster`] starts several ejabberd nodes serving one domain
+//! and joins them in one cluster (ejabberd's own `join_cluster`), each node
+//! a [`TestServer`] with its own client port, so that members can connect
+//! to different nodes of one room; restarting a node brings it back into
+//! the cluster. The nodes talk Erlang distribution on loopback only,
+//! without `epmd` (one free port per cluster, one `127.A.B.x` address per
+//! node, a random cookie), so clusters side by side never meet and nothing
+//! outlives the nodes. About 4 s to start two nodes.
+//!
 //! [`raw`] is a tiny blocking XMPP client on a plain socket (SASL PLAIN,
 //! string matching), for tests that must write stanzas no XMPP library
 //! would build, or that check a server without one. [`proxy`] is a
@@ -43,17 +52,21 @@
 //! # Layout
 //!
 //! The public API is [`Options`], [`ServerKind`], [`TestServer`],
-//! [`raw`], [`proxy`] and [`script`]; every other module is private, one
-//! job each:
+//! [`EjabberdCluster`], [`raw`], [`proxy`] and [`script`]; every other
+//! module is private, one job each:
 //!
 //! * `options.rs`: what to run ([`ServerKind`], [`Options`]);
+//! * `cluster.rs`: [`EjabberdCluster`]: node names and addresses, starting
+//!   and joining the nodes, the cluster's queries (members, accounts,
+//!   where a room runs);
 //! * `server.rs`: the [`TestServer`] handle: start (with port retries),
 //!   accounts, restart, stop, logs; it drives the modules below;
 //! * `process.rs`: process supervision: spawning in its own process group
 //!   with the stdin lifeline, polling until ready, stopping by request,
 //!   `SIGTERM`, then `SIGKILL`;
 //! * `prosody.rs`, `ejabberd.rs`: each server's config, command line and
-//!   account creation;
+//!   account creation (ejabberd's also a cluster node's distribution
+//!   settings and its command loop's `eval` for the cluster's queries);
 //! * `rate.rs`: the parser of [`Options::c2s_rate_limit`];
 //! * `tls.rs`: the throwaway CA and certificate;
 //! * `net.rs`: port leases, who listens on a port, the readiness probe;
