@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use webxdc_realtime_xmpp::jid::BareJid;
-use webxdc_realtime_xmpp::{Client, Config};
+use webxdc_realtime_xmpp::{Client, Config, MAX_PAYLOAD};
 use xmpp_test_server::raw::RawClient as RawXmpp;
 use xmpp_test_server::{FederatedPair, FederationOptions, ServerKind, TestServer};
 
@@ -150,6 +150,34 @@ async fn payloads_cross_and_nothing_is_archived(room_host: ServerKind) {
     assert_eq!(next_payload(&mut cp).await.data, b"answer");
     sent.extend(["from-the-desk".into(), "answer".into()]);
 
+    // The largest payload crosses s2s both ways (the stanza, about 171 KB,
+    // fits both servers' s2s stanza limits: Prosody's
+    // s2s_stanza_size_limit of 512 KiB, the 524288 of ejabberd's s2s
+    // listener here).
+    let max: Vec<u8> = (0..MAX_PAYLOAD).map(|i| (i * 7 % 251) as u8).collect();
+    for home_sends in [true, false] {
+        let name = if home_sends {
+            "home to remote"
+        } else {
+            "remote to home"
+        };
+        let start = Instant::now();
+        let got = if home_sends {
+            ca.send(&max).await.unwrap();
+            next_payload(&mut cd).await
+        } else {
+            cd.send(&max).await.unwrap();
+            next_payload(&mut ca).await
+        };
+        assert!(got.data == max, "{name}: the largest payload");
+        eprintln!(
+            "{room_host} hosts the room: {MAX_PAYLOAD} B {name} in {:?}",
+            start.elapsed()
+        );
+    }
+    assert!(next_payload(&mut cp).await.data == max);
+    assert!(next_payload(&mut cp).await.data == max);
+
     // A 1:1 channel between the two servers, no room in between.
     let alice_bare: BareJid = alice.0.parse().unwrap();
     let bob_bare: BareJid = bob.0.parse().unwrap();
@@ -186,7 +214,9 @@ async fn payloads_cross_and_nothing_is_archived(room_host: ServerKind) {
         .await;
     let alice_raw = raw_login(home, &alice, "audit").await;
     let bob_raw = raw_login(remote, &bob, "audit").await;
-    let bob_jid = bob.0.clone();
+    // To the full JID: a bare one would reach the audit session only once
+    // its presence is processed, which nothing here waits for.
+    let bob_jid = bob_raw.jid().expect("bound").to_owned();
     let (alice_raw, ()) = raw(alice_raw, move |c| {
         c.send(&format!(
             "<message type='chat' to='{bob_jid}'><body>ordinary-chat</body></message>"
