@@ -196,3 +196,66 @@ fn room_across_nodes_survives_a_node_restart() {
     groupchat(&mut a, &room, "a3");
     receive(&mut b, &room, "alice", "a3");
 }
+
+/// Whether `text` holds a whole error message (a bounce).
+fn bounced(text: &str) -> bool {
+    text.find("type='error'")
+        .is_some_and(|at| text[at..].contains("</message>"))
+}
+
+#[test]
+fn a_crash_of_the_rooms_node_takes_the_room_without_a_word() {
+    let mut cluster = start();
+    let room = format!("lobby@{}", cluster.muc_domain());
+    let (ja, pa) = cluster.account("alice").unwrap();
+    let (jb, pb) = cluster.account("bob").unwrap();
+    let mut a = login(&cluster, 0, &ja, &pa);
+    let mut b = login(&cluster, 1, &jb, &pb);
+    enter(&mut b, &room, "bob");
+    enter(&mut a, &room, "alice");
+    assert_eq!(cluster.room_node("lobby").unwrap(), Some(1));
+
+    // Node 1 dies at once (a crash, an OOM kill): no shutdown.
+    let pid = cluster.node(1).pid();
+    // SAFETY: plain syscall on the pid of our own (unreaped) child.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+    // Node 0 notices within moments (the distribution connection closes)
+    // and forgets the room. Until then it still routes stanzas for the
+    // room to the dead node, where they vanish: wait for both.
+    let t = Instant::now();
+    while cluster.cluster_nodes(0).unwrap().len() > 1
+        || cluster.room_node("lobby").unwrap().is_some()
+    {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(90),
+            "node 0 never noticed"
+        );
+        std::thread::yield_now();
+    }
+    eprintln!(
+        "node 0 forgot node 1 and its room {:?} after the kill",
+        t.elapsed()
+    );
+    // Alice, still connected, was told nothing: the first thing she gets
+    // after her next message is its bounce.
+    groupchat(&mut a, &room, "a1");
+    let bounce = a.read_until("the bounce of a1", bounced).unwrap();
+    assert!(bounce.contains("item-not-found"), "{bounce}");
+    assert!(!bounce.contains("332"), "{bounce}");
+
+    // Node 1 comes back (restart reaps the dead process first) and Bob
+    // creates the room again; Alice, not an occupant of the new room,
+    // is refused until she enters again.
+    cluster.node_mut(1).restart().unwrap();
+    assert_eq!(cluster.cluster_nodes(0).unwrap().len(), 2);
+    let mut b = login(&cluster, 1, &jb, &pb);
+    enter(&mut b, &room, "bob");
+    groupchat(&mut a, &room, "a2");
+    let bounce = a.read_until("the bounce of a2", bounced).unwrap();
+    assert!(bounce.contains("not-acceptable"), "{bounce}");
+    enter(&mut a, &room, "alice");
+    groupchat(&mut a, &room, "a3");
+    receive(&mut b, &room, "alice", "a3");
+    groupchat(&mut b, &room, "b3");
+    receive(&mut a, &room, "bob", "b3");
+}
