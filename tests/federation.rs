@@ -1,5 +1,5 @@
 //! The library across two federated servers (test-server's
-//! [`FederatedPair`]: Prosody and ejabberd on `a.test` and `b.test`, s2s on
+//! [`FederatedPair`]: Prosody and ejabberd on `a.example` and `b.example`, s2s on
 //! loopback): members of a room on one server and of the other server
 //! exchange payloads; the `<no-store/>` hint survives the server-to-server
 //! hop (MAM on both sides stores no payload, while ordinary messages are
@@ -320,7 +320,7 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
-/// A hand-written s2s peer for the domain `c.test`: it authenticates to a
+/// A hand-written s2s peer for the domain `c.example`: it authenticates to a
 /// server with dialback and then writes whatever stanzas the test gives
 /// it, as a hostile or broken server would. s2s streams carry stanzas one
 /// way only: what the servers send back (dialback checks, answers) arrives
@@ -587,8 +587,8 @@ fn frame(id: &str, from: &str, to: &str, data: &[u8]) -> String {
     )
 }
 
-/// A third server, `c.test`, forges realtime frames to a member of each
-/// server: claiming to come from the room on `conference.a.test` (a
+/// A third server, `c.example`, forges realtime frames to a member of each
+/// server: claiming to come from the room on `conference.a.example` (a
 /// domain it does not serve: the member's server must refuse it), and
 /// from a room of its own that the member never entered (the server
 /// delivers it; the library must drop it). A real frame right after each
@@ -606,7 +606,7 @@ async fn frames_forged_by_another_server_are_not_delivered() {
     let mut cb = join(&b, &room, "app").await;
     barrier(&ca, &mut [&mut cb]).await;
     barrier(&cb, &mut [&mut ca]).await;
-    let fake = FakeServer::new(&pair, "c.test").unwrap();
+    let fake = FakeServer::new(&pair, "c.example").unwrap();
 
     // Bob (on the other server) first, then Alice (on the room's server).
     for i in [1, 0] {
@@ -619,10 +619,10 @@ async fn frames_forged_by_another_server_are_not_delivered() {
         let stream = fake.connect(server).unwrap();
         let (mid, seen) = tokio::task::spawn_blocking(move || -> io::Result<(String, String)> {
             let mut s = stream;
-            // Accepted by the server (c.test may speak for
-            // realtime@c.test) and dropped by the library: the member
+            // Accepted by the server (c.example may speak for
+            // realtime@c.example) and dropped by the library: the member
             // never entered that room. The answer to a ping after it
-            // (which comes back on the server's own connection to c.test)
+            // (which comes back on the server's own connection to c.example)
             // shows that the server went on with the stream.
             s.send(&frame(
                 "own-room",
@@ -641,7 +641,7 @@ async fn frames_forged_by_another_server_are_not_delivered() {
                     .find_map(|q| t.find(q.as_str()))
                     .map(|at| t[..at].rfind('<').map_or(&t[at..], |s| &t[s..]).to_owned())
             })?;
-            // Forged: c.test speaking for the room on a.test. The server
+            // Forged: c.example speaking for the room on a.example. The server
             // must not route it; both close the stream with a stream error.
             s.send(&frame("forged-room", &forged_from, &to, b"forged-room"))?;
             let seen = s.read_until("the server's reaction", |b| {
@@ -659,7 +659,7 @@ async fn frames_forged_by_another_server_are_not_delivered() {
         );
         assert!(
             mid.contains("type='result'") || mid.contains("type=\"result\""),
-            "{} did not go on after a frame c.test may send: {mid}",
+            "{} did not go on after a frame c.example may send: {mid}",
             server.kind()
         );
         assert!(

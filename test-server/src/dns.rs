@@ -164,9 +164,12 @@ fn answer(query: &[u8], zone: &Zone) -> Option<Vec<u8>> {
     let header = |rcode: u8, ancount: u16, qd: u16| {
         let mut h = Vec::with_capacity(512);
         h.extend_from_slice(&id);
-        // QR, AA (we are authoritative for everything we know), RD echoed.
+        // QR, AA (we are authoritative for everything we know), RD echoed;
+        // RA: we are the resolver of whoever asks us (libunbound, which
+        // Prosody uses when lua-unbound is installed, takes a forwarder
+        // without RA for a broken one).
         h.push(0x80 | 0x04 | rd);
-        h.push(rcode);
+        h.push(0x80 | rcode);
         h.extend_from_slice(&qd.to_be_bytes());
         h.extend_from_slice(&ancount.to_be_bytes());
         h.extend_from_slice(&[0, 0, 0, 0]);
@@ -275,26 +278,28 @@ mod tests {
 
     fn zone() -> Zone {
         let mut z = Zone::default();
-        z.a.insert("a.test".into(), Ipv4Addr::new(127, 0, 0, 1));
-        z.srv
-            .insert("_xmpp-server._tcp.a.test".into(), (5269, "a.test".into()));
+        z.a.insert("a.example".into(), Ipv4Addr::new(127, 0, 0, 1));
+        z.srv.insert(
+            "_xmpp-server._tcp.a.example".into(),
+            (5269, "a.example".into()),
+        );
         z
     }
 
     #[test]
     fn answers_a_and_srv() {
         let z = zone();
-        let r = answer(&query(7, "A.Test", TYPE_A), &z).unwrap();
+        let r = answer(&query(7, "A.Example", TYPE_A), &z).unwrap();
         assert_eq!(&r[..2], &7u16.to_be_bytes());
         assert_eq!(r[3] & 0x0f, 0);
         assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1);
         assert!(r.ends_with(&[0, 4, 127, 0, 0, 1]), "{r:?}");
 
-        let r = answer(&query(8, "_xmpp-server._tcp.a.test", TYPE_SRV), &z).unwrap();
+        let r = answer(&query(8, "_xmpp-server._tcp.a.example", TYPE_SRV), &z).unwrap();
         assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1);
         let mut tail = vec![0, 0, 0, 0];
         tail.extend_from_slice(&5269u16.to_be_bytes());
-        tail.extend_from_slice(&encode_name("a.test"));
+        tail.extend_from_slice(&encode_name("a.example"));
         assert!(r.ends_with(&tail), "{r:?}");
     }
 
@@ -302,18 +307,18 @@ mod tests {
     fn unknown_names_and_types() {
         let z = zone();
         // A known name without records of the type: NOERROR, no answer.
-        let r = answer(&query(1, "a.test", 28), &z).unwrap();
+        let r = answer(&query(1, "a.example", 28), &z).unwrap();
         assert_eq!((r[3] & 0x0f, r[7]), (0, 0));
         let r = answer(&query(5, "127.0.0.9", TYPE_A), &z).unwrap();
         assert!(r.ends_with(&[0, 4, 127, 0, 0, 9]), "{r:?}");
-        let r = answer(&query(2, "b.test", TYPE_A), &z).unwrap();
+        let r = answer(&query(2, "b.example", TYPE_A), &z).unwrap();
         assert_eq!((r[3] & 0x0f, r[7]), (RCODE_NXDOMAIN, 0));
         // Garbage: no panic, a format error or nothing.
         assert!(answer(&[1, 2, 3], &z).is_none());
-        let mut bad = query(3, "a.test", TYPE_A);
+        let mut bad = query(3, "a.example", TYPE_A);
         bad.truncate(15);
         assert_eq!(answer(&bad, &z).unwrap()[3] & 0x0f, RCODE_FORMERR);
-        let mut ptr = query(4, "a.test", TYPE_A);
+        let mut ptr = query(4, "a.example", TYPE_A);
         ptr[12] = 0xc0;
         assert_eq!(answer(&ptr, &z).unwrap()[3] & 0x0f, RCODE_FORMERR);
     }

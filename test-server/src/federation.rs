@@ -10,9 +10,12 @@ use crate::dns::DnsServer;
 use crate::raw::RawClient;
 use crate::{Options, ServerKind, TestServer};
 
-/// The domains of [`FederatedPair::server`] 0 and 1. `.test` is reserved
-/// (RFC 6761): no real DNS ever answers for it.
-const DOMAINS: [&str; 2] = ["a.test", "b.test"];
+/// The domains of [`FederatedPair::server`] 0 and 1. `.example` is
+/// reserved (RFC 2606, RFC 6761): no real DNS answers for it. Not `.test`:
+/// libunbound (Prosody's resolver when lua-unbound is installed) answers
+/// NXDOMAIN for `.test` itself, as one of its default local zones, and
+/// never asks the configured nameserver.
+const DOMAINS: [&str; 2] = ["a.example", "b.example"];
 /// How long [`FederatedPair::start`] and [`FederatedPair::restart`] wait
 /// for s2s to work in both directions.
 const S2S_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,8 +46,8 @@ impl Default for FederationOptions {
 }
 
 /// Two servers of different software on two domains, federated over
-/// loopback: server 0 serves `a.test` (and `conference.a.test`, where the
-/// rooms are), server 1 serves `b.test` (and `conference.b.test`).
+/// loopback: server 0 serves `a.example` (and `conference.a.example`, where the
+/// rooms are), server 1 serves `b.example` (and `conference.b.example`).
 ///
 /// Everything stays on this machine: both listen for clients and for s2s on
 /// free ports of `127.0.0.1`, and find each other through a small DNS
@@ -63,9 +66,9 @@ impl Default for FederationOptions {
 /// use xmpp_test_server::{FederatedPair, FederationOptions};
 ///
 /// let pair = FederatedPair::start(FederationOptions::default())?;
-/// let (alice, _) = pair.server(0).account("alice")?; // alice@a.test
-/// let (bob, _) = pair.server(1).account("bob")?; // bob@b.test
-/// println!("room service {}", pair.server(0).muc_domain()); // conference.a.test
+/// let (alice, _) = pair.server(0).account("alice")?; // alice@a.example
+/// let (bob, _) = pair.server(1).account("bob")?; // bob@b.example
+/// println!("room service {}", pair.server(0).muc_domain()); // conference.a.example
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct FederatedPair {
@@ -78,8 +81,8 @@ pub struct FederatedPair {
 }
 
 impl FederatedPair {
-    /// Starts both servers (server 0 runs `opts.room_host` for `a.test`,
-    /// server 1 the other software for `b.test`, each with its MUC service
+    /// Starts both servers (server 0 runs `opts.room_host` for `a.example`,
+    /// server 1 the other software for `b.example`, each with its MUC service
     /// `conference.<domain>`), and blocks until both accept clients and a
     /// ping crosses s2s in both directions (at most 30 s after the servers
     /// are up).

@@ -81,7 +81,7 @@ pub struct Options {
     /// The XMPP domain to serve; `None` (the default) means `localhost`.
     /// The MUC service is `conference.<domain>`. A lower-case DNS name
     /// (letters, digits, `-`, `.`). Used by
-    /// [`FederatedPair`](crate::FederatedPair) (`a.test`, `b.test`).
+    /// [`FederatedPair`](crate::FederatedPair) (`a.example`, `b.example`).
     pub domain: Option<String>,
     /// Archive every user's messages (XEP-0313 on the user's own JID,
     /// archiving by default), so a test can check what a member's server
@@ -100,7 +100,8 @@ pub struct Options {
     /// streams, which both servers accept on loopback. Prosody runs in a
     /// private mount namespace of its own where `/etc/resolv.conf` names
     /// only this nameserver (its resolver reads no other configuration;
-    /// this needs root, as binding port 53 does); ejabberd gets it in its
+    /// this needs root, as binding port 53 does), with `lua-unbound`
+    /// (installed on demand) as its resolver; ejabberd gets it in its
     /// inetrc.
     pub s2s_nameserver: Option<Ipv4Addr>,
 }

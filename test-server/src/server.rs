@@ -89,6 +89,9 @@ impl TestServer {
             ServerKind::Prosody => prosody::ensure_installed()?,
             ServerKind::Ejabberd => ejabberd::ensure_installed()?,
         }
+        if opts.kind == ServerKind::Prosody && opts.s2s_nameserver.is_some() {
+            prosody::ensure_resolver_installed()?;
+        }
         let debug = std::env::var_os("XMPP_TEST_SERVER_DEBUG").is_some_and(|v| v != "0");
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {

@@ -85,16 +85,16 @@ fn check_pair(room_host: ServerKind) {
     let (a, b) = (pair.server(0), pair.server(1));
     assert_eq!(a.kind(), room_host);
     assert_ne!(b.kind(), room_host);
-    assert_eq!((a.domain(), b.domain()), ("a.test", "b.test"));
-    assert_eq!(a.muc_domain(), "conference.a.test");
-    assert_eq!(b.muc_domain(), "conference.b.test");
+    assert_eq!((a.domain(), b.domain()), ("a.example", "b.example"));
+    assert_eq!(a.muc_domain(), "conference.a.example");
+    assert_eq!(b.muc_domain(), "conference.b.example");
     assert_ne!(a.c2s_addr(), b.c2s_addr());
     assert!(a.s2s_addr().unwrap().ip().is_loopback());
     assert!(pair.nameserver().is_loopback());
 
     let mut alice = User::new(a, "alice");
     let mut bob = User::new(b, "bob");
-    assert!(alice.jid.ends_with("@a.test") && bob.jid.ends_with("@b.test"));
+    assert!(alice.jid.ends_with("@a.example") && bob.jid.ends_with("@b.example"));
     exchange(&mut alice, &mut bob, "hello-b");
     exchange(&mut bob, &mut alice, "hello-a");
 
