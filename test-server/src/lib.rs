@@ -5,7 +5,8 @@
 //! starts the server as a foreground child process listening on a free port
 //! of `127.0.0.1` only, and waits until it is ready to log users in. Several
 //! servers can run side by side (parallel tests); nothing talks to the
-//! internet (no s2s, no HTTP, no DNS for `localhost`, no ACME).
+//! internet (no s2s unless a [`FederatedPair`] asks for it, no HTTP, no
+//! DNS for `localhost`, no ACME).
 //!
 //! ```no_run
 //! use xmpp_test_server::{Options, TestServer};
@@ -42,6 +43,18 @@
 //! node, a random cookie), so clusters side by side never meet and nothing
 //! outlives the nodes. About 4 s to start two nodes.
 //!
+//! [`FederatedPair`] starts a Prosody and an ejabberd on two domains
+//! (`a.example`, whose MUC service hosts the rooms, and `b.example`; which
+//! software serves which is [`FederationOptions::room_host`]), talking
+//! server-to-server on loopback with dialback over plaintext streams, and
+//! blocks until a ping crosses s2s both ways (about 5 s). Names come from a
+//! small DNS server of the pair's own on a random `127.x.y.z:53` (SRV
+//! records naming each server's s2s port): Prosody runs in a private mount
+//! namespace whose `/etc/resolv.conf` names only that server, ejabberd's
+//! inetrc does the same, so neither asks the machine's resolver. This needs
+//! root (port 53, the namespace). A hand-written s2s peer of a test can be
+//! published in that DNS ([`FederatedPair::add_peer`]).
+//!
 //! [`raw`] is a tiny blocking XMPP client on a plain socket (SASL PLAIN,
 //! string matching), for tests that must write stanzas no XMPP library
 //! would build, or that check a server without one. [`proxy`] is a
@@ -52,13 +65,17 @@
 //! # Layout
 //!
 //! The public API is [`Options`], [`ServerKind`], [`TestServer`],
-//! [`EjabberdCluster`], [`raw`], [`proxy`] and [`script`]; every other
+//! [`EjabberdCluster`], [`FederatedPair`] with [`FederationOptions`],
+//! [`raw`], [`proxy`] and [`script`]; every other
 //! module is private, one job each:
 //!
 //! * `options.rs`: what to run ([`ServerKind`], [`Options`]);
 //! * `cluster.rs`: [`EjabberdCluster`]: node names and addresses, starting
 //!   and joining the nodes, the cluster's queries (members, accounts,
 //!   where a room runs);
+//! * `federation.rs`: [`FederatedPair`]: the two servers' options, the
+//!   DNS records, the s2s check;
+//! * `dns.rs`: the pair's DNS server (A and SRV records, UDP);
 //! * `server.rs`: the [`TestServer`] handle: start (with port retries),
 //!   accounts, restart, stop, logs; it drives the modules below;
 //! * `process.rs`: process supervision: spawning in its own process group
