@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use jid::{BareJid, FullJid};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit};
 use tokio_xmpp::stanzastream::{Event, StanzaStage, StanzaStream, StanzaToken, StreamEvent};
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xmpp_parsers::stanza::Stanza;
 
 use super::reconnect::AttemptFailed;
+use super::schedule::{self, Scheduler};
 use super::{ClientEvent, Shared, UpdateItem, Updates, QUEUE_DEPTH, UPDATE_FEED_DEPTH};
 use crate::engine::{ArchiveOutcome, ArchiveQuery, Chat, EngineEvent, RoomState, UploadQuery};
 use crate::error::{GroupError, UpdateError, UploadError};
@@ -38,9 +39,20 @@ const REENTRY_FIRST_WAIT: Duration = Duration::from_secs(1);
 /// so that handing the stream a stanza never waits.
 const SEND_WINDOW: usize = QUEUE_DEPTH;
 
+/// How many bytes (about: [`schedule::weight`]) of stanzas may wait for the
+/// server's confirmation at once; one stanza always may. Two full-size
+/// payloads (a 128000-byte payload is a 171 KB stanza): enough to keep the
+/// server busy while its confirmation of the first one comes back, and
+/// little for a small payload of another channel to wait behind.
+const SEND_WINDOW_BYTES: usize = 256 * 1024;
+
 pub(crate) enum Command {
     /// A handle changed the engine's state and may have queued stanzas.
     Wake,
+    /// A channel (or a room handle) queued a stanza, holding one of the
+    /// client's send slots: the task keeps the slot while the stanza waits
+    /// in its [`Scheduler`] (see `Channel::send` on back-pressure).
+    Queued(OwnedSemaphorePermit),
     /// Enter a room; answer when the room confirms or refuses.
     EnterRoom {
         room: BareJid,
@@ -139,16 +151,24 @@ pub(crate) struct Actor {
     pub shared: Arc<Shared>,
     pub stream: StanzaStream,
     /// Tokens of the stanzas handed to the stream that the server has not
-    /// confirmed yet (oldest first): the send window. See
-    /// [`Actor::stream_has_room`].
-    pub in_flight: VecDeque<StanzaToken>,
+    /// confirmed yet (oldest first), with their weights: the send window.
+    /// See [`Actor::stream_has_room`].
+    pub in_flight: VecDeque<(StanzaToken, usize)>,
+    /// The sum of the weights in `in_flight`.
+    pub in_flight_bytes: usize,
+    /// The engine's stanzas that wait for room in the window, in the order
+    /// they are to go out (round robin over the channels).
+    pub scheduler: Scheduler,
+    /// Send slots of the stanzas waiting in `scheduler` (one per stanza,
+    /// oldest first; see [`Command::Queued`]).
+    pub held: VecDeque<OwnedSemaphorePermit>,
     /// The server confirmed a stanza of the current session (XEP-0198 is
     /// in use): a stanza the session loses unconfirmed is a loss to report.
     pub acked_in_session: bool,
     /// Stanzas of our own (session presence) to send before the engine's.
     pub priority: VecDeque<Stanza>,
-    /// The send window is full: stop taking commands (so that senders
-    /// wait) until the server confirms what it has.
+    /// The send window is full while stanzas wait for it: wake up when the
+    /// server confirms one.
     pub blocked: bool,
     pub commands: mpsc::Receiver<Command>,
     /// Shutdown requests travel apart from the commands, so that a client
@@ -178,10 +198,14 @@ impl Actor {
                     done.push(d);
                     break;
                 }
-                cmd = self.commands.recv(), if !self.blocked => match cmd {
+                // Always taken: senders are held back by the send slots, not
+                // here, so that a stanza of one channel is never stuck
+                // behind a queue that another channel filled.
+                cmd = self.commands.recv() => match cmd {
                     // Every handle is gone: nobody can use the client any more.
                     None => break,
                     Some(Command::Wake) => {}
+                    Some(Command::Queued(slot)) => self.held.push_back(slot),
                     Some(Command::EnterRoom { room, reply }) => self.enter_room(room, reply),
                     Some(Command::WatchUpdates { room, thread, reply }) => {
                         let _ = reply.send(self.watch_updates(room, thread));
@@ -392,21 +416,34 @@ impl Actor {
         self.update_feeds.retain(|f| !f.tx.is_closed());
     }
 
-    /// Sends what the engine queued (as far as the stream has room) and
-    /// dispatches its events.
+    /// Sends what the engine queued (as far as the send window has room,
+    /// in the [`Scheduler`]'s order) and dispatches its events.
     async fn pump(&mut self) {
+        {
+            let mut engine = self.shared.engine();
+            while let Some(s) = engine.poll_transmit_stanza() {
+                self.scheduler.push(s);
+            }
+        }
         loop {
             if !self.stream_has_room() {
-                self.blocked = true;
+                // Woken by the server's confirmation only when something
+                // waits for it.
+                self.blocked = !self.priority.is_empty() || !self.scheduler.is_empty();
                 break;
             }
             self.blocked = false;
             let next = match self.priority.pop_front() {
-                Some(s) => Some(s),
-                None => self.shared.engine().poll_transmit_stanza(),
+                Some(s) => Some((schedule::weight(&s), s)),
+                None => self.scheduler.pop().map(|(s, w)| (w, s)),
             };
-            let Some(stanza) = next else { break };
-            self.transmit(stanza).await;
+            let Some((weight, stanza)) = next else { break };
+            self.transmit(stanza, weight).await;
+        }
+        // A slot is free again once its stanza left the scheduler (which
+        // stanza held which slot does not matter: only how many wait).
+        while self.held.len() > self.scheduler.len() {
+            self.held.pop_front();
         }
         loop {
             let next = self.shared.engine().poll_event();
@@ -424,8 +461,14 @@ impl Actor {
     /// Whether the send window has room for another stanza.
     ///
     /// The window holds the stanzas the server has not confirmed yet
-    /// (XEP-0198 `<a/>`), at most [`SEND_WINDOW`]; `send().await` waits
-    /// while it is full, so a sender cannot outrun the server. Without the
+    /// (XEP-0198 `<a/>`), at most [`SEND_WINDOW`] stanzas and (but for the
+    /// first) [`SEND_WINDOW_BYTES`]; what does not fit waits in the
+    /// [`Scheduler`], whose slots `send().await` waits for, so a sender
+    /// cannot outrun the server. The bytes bound keeps what is handed to
+    /// the stream (which sends in order, and which no one can overtake
+    /// then) to about two full-size payloads: a small payload of another
+    /// channel, taken from the scheduler in its turn, goes out behind that,
+    /// not behind the 64 × 171 KB that the stanza count alone allowed. Without the
     /// window a flood ran ahead of ejabberd, which stopped waiting for our
     /// acknowledgements (tokio-xmpp answers the server's `<r/>` only once
     /// its transmit queue is empty, which it never was) and closed the
@@ -445,13 +488,15 @@ impl Actor {
     /// then), and `send().await` waits for the socket only.
     fn stream_has_room(&mut self) -> bool {
         let mut lost = 0;
-        while self.in_flight.front_mut().is_some_and(is_done) {
-            if let Some(t) = self.in_flight.pop_front() {
+        while self.in_flight.front_mut().is_some_and(|(t, _)| is_done(t)) {
+            if let Some((t, w)) = self.in_flight.pop_front() {
+                self.in_flight_bytes -= w;
                 lost += self.retire(&t);
             }
         }
         self.report_unconfirmed(lost);
-        self.in_flight.len() < SEND_WINDOW
+        self.in_flight.is_empty()
+            || (self.in_flight.len() < SEND_WINDOW && self.in_flight_bytes < SEND_WINDOW_BYTES)
     }
 
     /// Takes a stanza the stream is done with out of the window: 1 if it
@@ -478,13 +523,14 @@ impl Actor {
     fn session_replaced(&mut self) {
         let mut lost = 0;
         let mut waiting = VecDeque::new();
-        for t in std::mem::take(&mut self.in_flight) {
+        for (t, w) in std::mem::take(&mut self.in_flight) {
             match StanzaStage::from(&t.state()) {
                 // Still in the stream's queue: goes out on the new session.
-                StanzaStage::Queued => waiting.push_back(t),
+                StanzaStage::Queued => waiting.push_back((t, w)),
                 _ => lost += self.retire(&t),
             }
         }
+        self.in_flight_bytes = waiting.iter().map(|(_, w)| w).sum();
         self.in_flight = waiting;
         self.acked_in_session = false;
         self.report_unconfirmed(lost);
@@ -497,12 +543,13 @@ impl Actor {
         }
     }
 
-    async fn transmit(&mut self, stanza: Stanza) {
+    async fn transmit(&mut self, stanza: Stanza, weight: usize) {
         // Returns at once: `stream_has_room` said the window has room, the
         // window is no deeper than the stream's queue, and this task is
         // the stream's only sender.
         let token = self.stream.send(Box::new(stanza)).await;
-        self.in_flight.push_back(token);
+        self.in_flight.push_back((token, weight));
+        self.in_flight_bytes += weight;
     }
 
     fn dispatch(&mut self, ev: EngineEvent) {
@@ -570,6 +617,9 @@ impl Actor {
     }
 
     async fn drain_commands_after_failure(&mut self, done: &mut Vec<oneshot::Sender<()>>) {
+        // Nothing queued can be sent any more: free the senders' slots.
+        self.scheduler.clear();
+        self.held.clear();
         loop {
             tokio::select! {
                 Some(d) = self.shutdown.recv() => {
@@ -590,7 +640,8 @@ impl Actor {
                     Some(Command::ListApps { reply, .. }) => {
                         let _ = reply.send(Err(UpdateError::Closed));
                     }
-                    Some(Command::Wake) => {
+                    // The slot is freed as the command is dropped.
+                    Some(Command::Wake | Command::Queued(_)) => {
                         // Sends already failed in the engine (offline).
                         while self.shared.engine().poll_transmit_stanza().is_some() {}
                     }
@@ -606,6 +657,10 @@ impl Actor {
             engine.close_all();
             engine.is_online()
         };
+        // Like the engine's queue: what channels queued is not sent after
+        // they ended.
+        self.scheduler.clear();
+        self.held.clear();
         if online {
             // Leave the rooms politely, then close the stream.
             self.pump().await;
@@ -650,9 +705,9 @@ fn is_done(token: &mut StanzaToken) -> bool {
 }
 
 /// Waits until the stream is done with the oldest stanza in the window.
-async fn wait_done(in_flight: &mut VecDeque<StanzaToken>) {
+async fn wait_done(in_flight: &mut VecDeque<(StanzaToken, usize)>) {
     match in_flight.front_mut() {
-        Some(token) => {
+        Some((token, _)) => {
             token.wait_for(StanzaStage::Acked).await;
         }
         None => std::future::pending().await,

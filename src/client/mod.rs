@@ -16,12 +16,22 @@
 //! errors as the engine. The task alone does IO: it feeds the engine every
 //! stanza the stream delivers and transmits what the engine queued. A
 //! handle that queued a stanza wakes the task through the bounded command
-//! queue, and it reserves its slot in that queue *before* queueing, which is
-//! how a sender faster than the server is held back: `send().await` waits
-//! for a slot, so neither queue grows without bound. The task takes no
-//! commands while 64 of its stanzas wait for the server's XEP-0198
-//! confirmation (the send window, see `actor.rs`), so the slots free up
-//! at the pace the server confirms.
+//! queue.
+//!
+//! # Sending
+//!
+//! A sender faster than the server is held back by send slots: a payload
+//! takes one *before* it is queued (`send().await` waits for it, first
+//! come first served), and it is free again once the task handed the
+//! stanza to the stream. There are 64. The task hands stanzas to the
+//! stream while the send window has room: at most 64 stanzas and about
+//! 256 KiB that wait for the server's XEP-0198 confirmation (see
+//! `actor.rs`), so the slots free up at the pace the server confirms.
+//! Until then they wait in the task's scheduler (`schedule.rs`), one queue
+//! per channel, taken in turn: a channel's payloads keep their order, and
+//! a small payload of one channel goes out behind at most one payload of
+//! each other busy channel, not behind a whole file that another channel
+//! queued in 126000-byte chunks.
 //!
 //! # Files
 //!
@@ -65,6 +75,7 @@ mod actor;
 mod connector;
 mod login;
 mod reconnect;
+mod schedule;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -76,7 +87,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use jid::{BareJid, FullJid, Jid};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tokio_xmpp::connect::{DnsConfig, ServerConnector};
 use tokio_xmpp::stanzastream::{Event, StanzaStream, StreamEvent};
 use tokio_xmpp::xmlstream::Timeouts;
@@ -97,6 +108,10 @@ use reconnect::{first_login, Reconnector};
 /// stream's own queues: enough to keep the socket busy, small enough that a
 /// slow server pushes back on senders instead of filling memory.
 const QUEUE_DEPTH: usize = 64;
+
+/// How many stanzas sent by handles may wait for room in the send window
+/// (see the module docs on sending).
+const SEND_SLOTS: usize = QUEUE_DEPTH;
 
 /// How many items an [`Updates`] reader may fall behind before it misses
 /// some (it is then told how many with [`UpdateItem::Missed`]).
@@ -322,6 +337,8 @@ impl Shared {
 struct Inner {
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
+    /// See the module docs on sending.
+    send_slots: Arc<Semaphore>,
     shutdown: mpsc::Sender<oneshot::Sender<()>>,
     events: broadcast::Sender<ClientEvent>,
     join_timeout: Duration,
@@ -456,6 +473,9 @@ impl Client {
             shared: shared.clone(),
             stream,
             in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
+            scheduler: Default::default(),
+            held: VecDeque::new(),
             acked_in_session: false,
             priority: VecDeque::new(),
             blocked: false,
@@ -477,6 +497,7 @@ impl Client {
             inner: Arc::new(Inner {
                 shared,
                 commands: cmd_tx,
+                send_slots: Arc::new(Semaphore::new(SEND_SLOTS)),
                 shutdown: shutdown_tx,
                 events,
                 join_timeout: config.join_timeout,
@@ -580,6 +601,18 @@ impl Client {
     /// see the module docs on backpressure.
     async fn reserve(&self) -> Option<mpsc::Permit<'_, Command>> {
         self.inner.commands.reserve().await.ok()
+    }
+
+    /// Like [`reserve`](Self::reserve), for a handle that will queue a
+    /// stanza: waits for a send slot first (see the module docs on
+    /// sending), then for room in the command queue. Send the permit with
+    /// `Command::Queued(slot)`.
+    async fn reserve_send(
+        &self,
+    ) -> Option<(tokio::sync::OwnedSemaphorePermit, mpsc::Permit<'_, Command>)> {
+        let slot = self.inner.send_slots.clone().acquire_owned().await.ok()?;
+        let permit = self.reserve().await?;
+        Some((slot, permit))
     }
 
     /// Finds the server's HTTP upload service (XEP-0363) by service
@@ -711,7 +744,11 @@ impl GroupChat {
         thread: &str,
         update: &StatusUpdate,
     ) -> Result<(), UpdateError> {
-        let permit = self.client.reserve().await.ok_or(UpdateError::Closed)?;
+        let (slot, permit) = self
+            .client
+            .reserve_send()
+            .await
+            .ok_or(UpdateError::Closed)?;
         if self.client.inner.shared.closed.load(Ordering::Acquire) {
             return Err(UpdateError::Closed);
         }
@@ -720,7 +757,7 @@ impl GroupChat {
             thread,
             update,
         )?;
-        permit.send(Command::Wake);
+        permit.send(Command::Queued(slot));
         Ok(())
     }
 
@@ -763,7 +800,11 @@ impl GroupChat {
     /// [`UpdateError::RoomNotJoined`], [`UpdateError::Closed`] after
     /// [`Client::shutdown`].
     pub async fn share_app(&self, app: &SharedApp) -> Result<(), UpdateError> {
-        let permit = self.client.reserve().await.ok_or(UpdateError::Closed)?;
+        let (slot, permit) = self
+            .client
+            .reserve_send()
+            .await
+            .ok_or(UpdateError::Closed)?;
         if self.client.inner.shared.closed.load(Ordering::Acquire) {
             return Err(UpdateError::Closed);
         }
@@ -772,7 +813,7 @@ impl GroupChat {
             .shared
             .engine()
             .share_app(&Chat::Group(self.room.clone()), app)?;
-        permit.send(Command::Wake);
+        permit.send(Command::Queued(slot));
         Ok(())
     }
 
@@ -898,10 +939,14 @@ pub struct Channel {
 impl Channel {
     /// Sends `data` (at most 128000 bytes) to every other peer of the
     /// channel. Errors are checked before anything is sent: oversize, left,
-    /// disconnected, room not joined. Waits while 64 stanzas sent on the
-    /// connection wait for the server's confirmation (XEP-0198), so a
-    /// sender cannot outrun the server; a server without XEP-0198
-    /// confirms nothing, and then it waits only for the socket.
+    /// disconnected, room not joined. Waits while 64 payloads of this
+    /// client wait to be handed to the connection, which takes them as the
+    /// server confirms what it has (XEP-0198), so a sender cannot outrun
+    /// the server; a server without XEP-0198 confirms nothing, and then it
+    /// waits only for the socket. The channels of a client take turns, so
+    /// a payload of one channel does not wait for everything another
+    /// channel queued (see the [module docs](crate::client) on sending); a
+    /// channel's own payloads go out in order.
     ///
     /// # Errors
     ///
@@ -923,12 +968,12 @@ impl Channel {
             }
             other => other?,
         }
-        let permit = self.client.reserve().await.ok_or(SendError::Closed)?;
+        let (slot, permit) = self.client.reserve_send().await.ok_or(SendError::Closed)?;
         if shared.closed.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
         shared.engine().send(self.id, data)?;
-        permit.send(Command::Wake);
+        permit.send(Command::Queued(slot));
         Ok(())
     }
 
