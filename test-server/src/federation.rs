@@ -46,8 +46,10 @@ impl Default for FederationOptions {
 }
 
 /// Two servers of different software on two domains, federated over
-/// loopback: server 0 serves `a.example` (and `conference.a.example`, where the
-/// rooms are), server 1 serves `b.example` (and `conference.b.example`).
+/// loopback: server 0 serves `a.example` (and `conference.a.example`,
+/// where the rooms are), server 1 serves `b.example` (and
+/// `conference.b.example`). Each has an account `xts-s2s-probe` of the
+/// pair's own, which it logs in to check s2s.
 ///
 /// Everything stays on this machine: both listen for clients and for s2s on
 /// free ports of `127.0.0.1`, and find each other through a small DNS

@@ -92,6 +92,15 @@ impl Prosody {
         write_file(&plugins.join("mod_xts_helper.lua"), HELPER_MODULE)?;
         let resolv_conf = match cfg.s2s {
             Some(s2s) => {
+                // The target of the bind mount (see `private_resolv_conf`);
+                // without it the spawn would fail with a bare ENOENT.
+                if !Path::new("/etc/resolv.conf").exists() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "Prosody with s2s needs /etc/resolv.conf to exist: a file of \
+                         ours is bind-mounted over it in Prosody's own mount namespace",
+                    ));
+                }
                 let file = root.join("resolv.conf");
                 write_file(
                     &file,
