@@ -52,7 +52,10 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// [`TestServer::restart`] on a node ([`EjabberdCluster::node_mut`])
 /// brings it back into the cluster and blocks until it is (its Mnesia is
 /// connected to every other node that is up); [`TestServer::stop`] takes
-/// it out until then. Dropping the cluster stops every node.
+/// it out until then. If every node is stopped, restart the one stopped
+/// last first: the others wait for its newer copy of the database (Mnesia)
+/// and do not become ready without it. Dropping the cluster stops every
+/// node.
 ///
 /// ```no_run
 /// use xmpp_test_server::{EjabberdCluster, Options};
