@@ -101,6 +101,8 @@ use crate::wire::update::{StatusUpdate, UpdateFrame};
 use crate::wire::upload::{Slot, UploadService};
 use actor::{Actor, Command, UploadRequest};
 pub use connector::{DisconnectCause, MAX_DEPTH, MAX_STANZA_BYTES};
+#[doc(hidden)]
+pub use connector::Guard;
 use login::LoginError;
 use reconnect::{first_login, Reconnector};
 

@@ -907,8 +907,9 @@ impl Engine {
     fn handle_message(&mut self, m: &Message) -> Handled {
         // The server routes to us only what is addressed to our account; a
         // `to` naming anyone else is a forgery or a routing bug.
+        // Compared part by part: `to_bare` builds two new JIDs per stanza.
         if let (Some(own), Some(to)) = (&self.own, &m.to) {
-            if to.to_bare() != own.to_bare() {
+            if to.node() != own.node() || to.domain() != own.domain() {
                 return Handled::Rejected(Rejection::WrongAddressee);
             }
         }

@@ -22,7 +22,6 @@ use base64::Engine as _;
 use jid::{BareJid, Jid};
 use minidom::Element;
 use xmpp_parsers::message::Message;
-use xmpp_parsers::stanza_id::OriginId;
 
 use super::{
     addressing, is_stanza_ns, new_message, validate_thread, Addressing, ChatKind, ErrorCondition,
@@ -251,10 +250,17 @@ pub fn encode(
         .append(Element::builder("data", NS_WEBXDC).append(encoded).build())
         .build();
     message.payloads.push(x);
-    message
-        .payloads
-        .push(Element::from(OriginId { id: id.to_owned() }));
+    message.payloads.push(origin_id(id));
     Ok(message)
+}
+
+/// The XEP-0359 `<origin-id/>` with `id`, built directly: the same
+/// element as `Element::from(OriginId { .. })`, which goes through xso's
+/// serialiser item by item and cost half of `encode` for a small payload.
+pub(crate) fn origin_id(id: &str) -> Element {
+    // A constant that is an NCName: this cannot fail.
+    let name = minidom::rxml::NcName::try_from("id").expect("'id' is an NCName");
+    Element::builder("origin-id", NS_SID).attr(name, id).build()
 }
 
 /// Reads an element: the same rules as [`decode_message`], for a caller
@@ -401,6 +407,7 @@ fn decode_compact(text: &str) -> Result<Vec<u8>, WireError> {
 mod tests {
     use super::*;
     use crate::wire::NS_CLIENT;
+    use xmpp_parsers::stanza_id::OriginId;
 
     fn parse(xml: &str) -> Element {
         xml.parse().expect("test XML parses")
@@ -408,6 +415,15 @@ mod tests {
 
     fn room() -> BareJid {
         BareJid::new("room@conference.localhost").unwrap()
+    }
+
+    #[test]
+    fn origin_id_is_the_typed_element() {
+        for id in ["6c8e2f0a", "a'b\"<&>"] {
+            let typed = Element::from(OriginId { id: id.to_owned() });
+            assert_eq!(origin_id(id), typed);
+            assert_eq!(String::from(&origin_id(id)), String::from(&typed));
+        }
     }
 
     #[test]

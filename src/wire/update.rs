@@ -23,7 +23,6 @@
 use jid::{BareJid, Jid};
 use minidom::Element;
 use xmpp_parsers::message::{Lang, Message};
-use xmpp_parsers::stanza_id::OriginId;
 
 use super::{
     addressing, new_message, validate_thread, Addressing, ChatKind, WireError, NS_HINTS, NS_SID,
@@ -125,9 +124,7 @@ pub fn encode_update(
         );
     }
     message.payloads.push(x);
-    message
-        .payloads
-        .push(Element::from(OriginId { id: id.to_owned() }));
+    message.payloads.push(super::frame::origin_id(id));
     Ok(message)
 }
 
