@@ -11,11 +11,14 @@
 //! side do not meet, nothing is left running when the nodes stop, and the
 //! machine's `epmd` (port 4369) is never asked.
 //!
-//! Joining is ejabberd's own `join_cluster` (`ejabberd_cluster:join/1`,
-//! what `ejabberdctl join_cluster` calls), run in the joining node
-//! through the crate's command loop: it drops that node's fresh Mnesia
-//! schema, copies every table from the first node, and restarts ejabberd
-//! there. The cluster is formed when every node lists all nodes in
+//! The first node starts as a single server does. Each other node starts
+//! as a bare Erlang VM (the crate's command loop, no ejabberd) and runs
+//! ejabberd's own join (`ejabberd_cluster_mnesia:join/1`, what
+//! `ejabberdctl join_cluster` runs) through the command loop: it drops
+//! that node's fresh Mnesia schema, copies every table from the first
+//! node, and starts ejabberd there. Later starts of a node
+//! ([`TestServer::restart`]) are ordinary ones: its database already
+//! knows the cluster. The cluster is formed when every node lists all nodes in
 //! `ejabberd_cluster:get_nodes()` (Mnesia's running database nodes, what
 //! `ejabberdctl list_cluster` prints).
 
@@ -83,9 +86,10 @@ impl EjabberdCluster {
     /// cluster, and blocks until every node accepts clients and every node
     /// sees all nodes in the cluster.
     ///
-    /// The nodes start side by side, then join the first one in turn
-    /// (each join restarts ejabberd on the joining node): about 4 s for
-    /// two nodes. With [`Options::tls`] every node has its own throwaway
+    /// The first node starts, then the others join it in turn (each
+    /// starts as a bare Erlang VM, and ejabberd's `join_cluster` copies
+    /// the cluster's database and starts ejabberd there): about 4 s for
+    /// two nodes on a quiet 2-core machine. With [`Options::tls`] every node has its own throwaway
     /// CA ([`TestServer::ca_file`] of that node).
     pub fn start(nodes: usize, opts: Options) -> io::Result<EjabberdCluster> {
         if nodes < 2 {
@@ -123,32 +127,22 @@ impl EjabberdCluster {
     fn try_start(count: usize, opts: &Options) -> io::Result<EjabberdCluster> {
         let (dist_port, nodes) = Self::pick_nodes(count)?;
         let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-        let started: Vec<io::Result<TestServer>> = std::thread::scope(|s| {
-            let handles: Vec<_> = nodes
-                .into_iter()
-                .map(|node| s.spawn(|| TestServer::start_as(opts.clone(), Some(node))))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(io::Error::other("a node's start-up thread panicked"))
-                    })
-                })
-                .collect()
-        });
+        // The first node starts alone; the others then start without
+        // ejabberd and join its cluster (which starts ejabberd on them),
+        // one at a time, as each join changes the cluster's Mnesia schema.
         // Any failure drops (stops) the nodes that did start.
-        let nodes = started.into_iter().collect::<io::Result<Vec<_>>>()?;
-        let mut cluster = EjabberdCluster {
-            nodes,
+        let mut started = Vec::with_capacity(count);
+        for mut node in nodes {
+            if !started.is_empty() {
+                node.join = Some(names[0].clone());
+            }
+            started.push(TestServer::start_as(opts.clone(), Some(node))?);
+        }
+        let cluster = EjabberdCluster {
+            nodes: started,
             names,
             _dist_port: dist_port,
         };
-        // One join at a time: each changes the cluster's Mnesia schema.
-        for i in 1..count {
-            let seed = cluster.names[0].clone();
-            cluster.nodes[i].join_cluster(&seed)?;
-        }
         cluster.wait_formed()?;
         Ok(cluster)
     }
@@ -183,6 +177,7 @@ impl EjabberdCluster {
                         ip: *ip,
                         dist_port: port.port(),
                         cookie: cookie.clone(),
+                        join: None,
                     })
                     .collect();
                 return Ok((port, nodes));

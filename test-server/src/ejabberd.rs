@@ -125,6 +125,9 @@ pub(crate) struct ClusterNode {
     pub(crate) dist_port: u16,
     /// The cluster's shared secret (hex).
     pub(crate) cookie: String,
+    /// The node whose cluster this one joins when it first starts (the
+    /// cluster's first node); `None` for the first node itself.
+    pub(crate) join: Option<String>,
 }
 
 impl Ejabberd {
@@ -171,6 +174,16 @@ impl Ejabberd {
     /// The `erl` command line `ejabberdctl foreground` would build, minus
     /// distribution, plus our command loop.
     pub(crate) fn command(&self) -> Command {
+        let mut cmd = self.bare_command();
+        cmd.args(["-s", "ejabberd"]);
+        cmd
+    }
+
+    /// [`command`](Self::command) without starting ejabberd: the VM and
+    /// the command loop only. For a node's first start when it is to join
+    /// a cluster: `join_cluster` drops the node's database anyway and then
+    /// starts ejabberd, so starting it before would be wasted work.
+    pub(crate) fn bare_command(&self) -> Command {
         let mut cmd = Command::new(&self.erl);
         cmd.current_dir(&self.spool)
             .env("HOME", &self.root)
@@ -189,7 +202,7 @@ impl Ejabberd {
             .arg("-mnesia")
             .arg("dir")
             .arg(erlang_string(&self.spool.to_string_lossy()))
-            .args(["-eval", CONTROL_LOOP, "-s", "ejabberd"]);
+            .args(["-eval", CONTROL_LOOP]);
         if let Some(node) = &self.cluster {
             let [a, b, c, d] = node.ip.octets();
             let port = node.dist_port.to_string();

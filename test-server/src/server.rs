@@ -190,7 +190,10 @@ impl TestServer {
             layout,
             dir,
         };
-        server.launch()?;
+        match cluster.and_then(|node| node.join.as_deref()) {
+            Some(seed) => server.launch_joining(seed)?,
+            None => server.launch()?,
+        }
         Ok(server)
     }
 
@@ -386,12 +389,38 @@ impl TestServer {
         ejabberd::cluster_eval(control, expr, timeout)
     }
 
-    /// Joins this cluster node to the cluster of the node `seed` (which
-    /// restarts ejabberd here) and waits until it serves clients again
-    /// and is in the cluster.
-    pub(crate) fn join_cluster(&mut self, seed: &str) -> io::Result<()> {
+    /// The first start of a node that joins the cluster of `seed`: the
+    /// VM without ejabberd, then the join (which starts ejabberd).
+    fn launch_joining(&mut self, seed: &str) -> io::Result<()> {
+        let Backend::Ejabberd(e) = &self.backend else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "only ejabberd joins a cluster",
+            ));
+        };
+        let cmd = e.bare_command();
+        self.process
+            .spawn(cmd, &self.layout, Some(ejabberd::spawn_stdout_reader))?;
+        let result = self.join_cluster(seed);
+        if result.is_err() {
+            self.stop();
+        }
+        result
+    }
+
+    /// Joins this cluster node to the cluster of the node `seed` and
+    /// waits until it serves clients and is in the cluster.
+    fn join_cluster(&mut self, seed: &str) -> io::Result<()> {
+        // ejabberd's own join (what `ejabberdctl join_cluster` runs):
+        // it replaces this node's database with a copy of the cluster's
+        // and (re)starts ejabberd, which needs the applications that
+        // `ejabberd:start/0` would have started first.
         let reply = self.eval(
-            &format!("ejabberd_cluster:join('{seed}')."),
+            &format!(
+                "begin [{{ok, _}} = application:ensure_all_started(A) \
+                 || A <- [sasl, ssl, syntax_tools]], \
+                 ejabberd_cluster_mnesia:join('{seed}') end."
+            ),
             crate::process::READY_TIMEOUT,
         )?;
         if reply != "ok" {
