@@ -197,21 +197,27 @@ async fn payloads_cross_and_nothing_is_archived(room_host: ServerKind) {
     // Ordinary messages, which the archives must hold (so that the checks
     // below can fail): a groupchat body in the room, a chat body from
     // Alice to Bob across the servers.
-    let mut auditor = RawClient::connect(home, "room-auditor").await;
-    auditor.enter_room(&room, "auditor").await;
-    auditor
-        .send_xml(&format!(
-            "<message xmlns='jabber:client' to='{room}' type='groupchat'><body>ordinary-groupchat</body></message>"
-        ))
-        .await;
-    auditor
-        .next_matching(|el| {
-            el.name() == "message"
-                && el
-                    .get_child("body", "jabber:client")
-                    .is_some_and(|b| b.text() == "ordinary-groupchat")
+    let auditor_account = home.account("room-auditor").unwrap();
+    let auditor = raw_login(home, &auditor_account, "audit").await;
+    let room_s = room.to_string();
+    let (auditor, _) = raw(auditor, move |c| {
+        c.send(&format!(
+            "<presence to='{room_s}/auditor'><x xmlns='http://jabber.org/protocol/muc'>\
+             <history maxstanzas='0'/></x></presence>"
+        ))?;
+        // The self-presence (status 110) says we are in.
+        c.read_until("the room's self-presence", |b| {
+            b.contains("code='110'") || b.contains("code=\"110\"")
+        })?;
+        c.send(&format!(
+            "<message to='{room_s}' type='groupchat'><body>ordinary-groupchat</body></message>"
+        ))?;
+        // Its reflection: the room has handled (and archived) it.
+        c.read_until("the ordinary groupchat message", |b| {
+            b.contains("<body>ordinary-groupchat</body>")
         })
-        .await;
+    })
+    .await;
     let alice_raw = raw_login(home, &alice, "audit").await;
     let bob_raw = raw_login(remote, &bob, "audit").await;
     // To the full JID: a bare one would reach the audit session only once
@@ -232,28 +238,7 @@ async fn payloads_cross_and_nothing_is_archived(room_host: ServerKind) {
     .await;
 
     // The room's archive.
-    let mut room_archive = Vec::new();
-    auditor
-        .send_xml(&format!(
-            "<iq xmlns='jabber:client' type='set' to='{room}' id='mam-room'><query xmlns='urn:xmpp:mam:2' queryid='qr'/></iq>"
-        ))
-        .await;
-    loop {
-        let el = auditor
-            .next_matching(|el| {
-                (el.name() == "message" && el.has_child("result", "urn:xmpp:mam:2"))
-                    || (el.name() == "iq" && el.attr("id") == Some("mam-room"))
-            })
-            .await;
-        if el.name() == "iq" {
-            assert_eq!(el.attr("type"), Some("result"), "room MAM failed: {el:?}");
-            break;
-        }
-        let mut xml = Vec::new();
-        el.write_to(&mut xml).unwrap();
-        room_archive.push(String::from_utf8_lossy(&xml).into_owned());
-    }
-    let room_archive = room_archive.join("\n");
+    let (_auditor, room_archive) = query_archive(auditor, Some(room.to_string())).await;
     // Each member's own archive, on its own server.
     let (_alice_raw, alice_archive) = query_archive(alice_raw, None).await;
     let (_bob_raw, bob_archive) = query_archive(bob_raw, None).await;
@@ -284,7 +269,6 @@ async fn payloads_cross_and_nothing_is_archived(room_host: ServerKind) {
             );
         }
     }
-    auditor.close().await;
     drop(pair);
 }
 
