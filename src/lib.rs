@@ -36,9 +36,13 @@
 //!   reconnect policy is `client/reconnect.rs`; `client/connector.rs`
 //!   bounds what a server can make us hold (stanza size, depth, no DTD) and
 //!   names why a connection ended ([`DisconnectCause`]). `send().await`
-//!   waits while 64 stanzas are unconfirmed by the server (XEP-0198), so a
-//!   sender cannot outrun it; what a lost session never confirmed is
-//!   reported ([`ClientEvent::Unconfirmed`]).
+//!   waits while 64 payloads are queued, which go out as the server
+//!   confirms what it has (XEP-0198: at most 64 stanzas and about 256 KiB
+//!   unconfirmed), so a sender cannot outrun it; what a lost session never
+//!   confirmed is reported ([`ClientEvent::Unconfirmed`]). The channels
+//!   take turns (`client/schedule.rs`): a channel's payloads keep their
+//!   order, and a small payload is not stuck behind another channel's
+//!   file sent in full-size chunks.
 //!
 //! The reliability campaign (`reliability/`, figures in
 //! `docs/reliability.md`) tries all of this with hostile stanzas, load,

@@ -4,10 +4,13 @@
 //! order, a small payload of one channel waits behind every chunk another
 //! channel queued before it (apps send files as 126000-byte payloads back
 //! to back). The [`Scheduler`] takes the engine's stanzas into one FIFO
-//! lane per channel (destination and `<thread>`) and hands them out round
-//! robin: a channel's own stanzas keep their order (the contract's
-//! per-sender order is per channel), and a stanza of another channel waits
-//! behind at most one stanza of each busy lane.
+//! lane per channel (destination and `<thread>`) and gives the lanes turns
+//! round robin: a turn sends stanzas until it has sent [`TURN_BYTES`] (at
+//! least one). A channel's own stanzas keep their order (the contract's
+//! per-sender order is per channel); a small payload of another channel
+//! waits behind at most one full-size payload of each busy lane, and a
+//! channel that sends small payloads faster than the window lets full-size
+//! ones through sends many per turn, so it builds no backlog of its own.
 //!
 //! Stanzas that are not a channel's (presence, messages without a thread)
 //! keep their place against everything: one of them goes out after every
@@ -23,6 +26,10 @@ use jid::BareJid;
 use minidom::Element;
 use xmpp_parsers::stanza::Stanza;
 
+/// How many bytes (about: [`weight`]) a lane sends per turn: a few dozen
+/// small payloads, or one full-size one.
+const TURN_BYTES: usize = 16 * 1024;
+
 /// What a stanza is ordered with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Lane {
@@ -34,10 +41,22 @@ enum Lane {
 
 /// One round-robin group: the lanes with stanzas queued since the last
 /// barrier.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Round {
-    /// Lanes in turn order; a lane that gave a stanza goes to the back.
+    /// Lanes in turn order, none empty; the front one has the turn, and
+    /// goes to the back when its turn ends.
     lanes: VecDeque<(Lane, VecDeque<(Stanza, usize)>)>,
+    /// What the front lane may still send in its turn.
+    turn_left: usize,
+}
+
+impl Round {
+    fn new() -> Round {
+        Round {
+            lanes: VecDeque::new(),
+            turn_left: TURN_BYTES,
+        }
+    }
 }
 
 /// Either a group of lanes or one stanza that keeps its place.
@@ -74,7 +93,7 @@ impl Scheduler {
         let round = match self.segments.back_mut() {
             Some(Segment::Round(r)) => r,
             _ => {
-                self.segments.push_back(Segment::Round(Round::default()));
+                self.segments.push_back(Segment::Round(Round::new()));
                 match self.segments.back_mut() {
                     Some(Segment::Round(r)) => r,
                     _ => unreachable!("a round was just pushed"),
@@ -102,18 +121,27 @@ impl Scheduler {
                     return Some((s, w));
                 }
                 Segment::Round(r) => {
-                    let Some((lane, mut q)) = r.lanes.pop_front() else {
+                    let Some((_, q)) = r.lanes.front_mut() else {
                         self.segments.pop_front();
                         continue;
                     };
                     let next = q.pop_front();
-                    if !q.is_empty() {
-                        r.lanes.push_back((lane, q));
+                    let lane_empty = q.is_empty();
+                    let Some((stanza, w)) = next else {
+                        // Lanes are never left empty; drop one if it were.
+                        r.lanes.pop_front();
+                        continue;
+                    };
+                    r.turn_left = r.turn_left.saturating_sub(w);
+                    if lane_empty || r.turn_left == 0 {
+                        // The turn ends: the next lane's begins.
+                        if let Some(l) = r.lanes.pop_front().filter(|_| !lane_empty) {
+                            r.lanes.push_back(l);
+                        }
+                        r.turn_left = TURN_BYTES;
                     }
-                    if let Some(next) = next {
-                        self.len -= 1;
-                        return Some(next);
-                    }
+                    self.len -= 1;
+                    return Some((stanza, w));
                 }
             }
         }
@@ -166,6 +194,22 @@ mod tests {
     use xmpp_parsers::message::{Message, MessageType, Thread};
     use xmpp_parsers::presence::{Presence, Type as PresenceType};
 
+    /// A message of about `size` bytes on the wire.
+    fn sized(to: &str, thread: &str, id: &str, size: usize) -> Stanza {
+        let mut s = msg(to, thread, id);
+        if let Stanza::Message(m) = &mut s {
+            let data = Element::builder("data", "urn:xmpp:webxdc:0")
+                .append("A".repeat(size))
+                .build();
+            m.payloads.push(
+                Element::builder("x", "urn:xmpp:webxdc:0")
+                    .append(data)
+                    .build(),
+            );
+        }
+        s
+    }
+
     fn msg(to: &str, thread: &str, id: &str) -> Stanza {
         let mut m = Message::new(Some(to.parse().unwrap()));
         m.type_ = MessageType::Groupchat;
@@ -197,33 +241,50 @@ mod tests {
             .collect()
     }
 
+    const BIG: usize = 170_000;
+
     #[test]
     fn lanes_take_turns_and_keep_their_order() {
         let mut s = Scheduler::default();
         for i in 0..3 {
-            s.push(msg("room@muc.example", "bulk", &format!("a{i}")));
+            s.push(sized("room@muc.example", "bulk", &format!("a{i}"), BIG));
         }
-        s.push(msg("room@muc.example", "other", "b0"));
-        s.push(msg("room@muc.example", "other", "b1"));
+        s.push(sized("room@muc.example", "other", "b0", BIG));
+        s.push(sized("room@muc.example", "other", "b1", BIG));
         assert_eq!(s.len(), 5);
         assert_eq!(drain(&mut s), ["a0", "b0", "a1", "b1", "a2"]);
         assert!(s.is_empty());
     }
 
     #[test]
+    fn small_payloads_go_many_per_turn() {
+        let mut s = Scheduler::default();
+        for i in 0..3 {
+            s.push(sized("room@muc.example", "bulk", &format!("a{i}"), BIG));
+        }
+        for i in 0..5 {
+            s.push(sized("room@muc.example", "other", &format!("b{i}"), 32));
+        }
+        assert_eq!(
+            drain(&mut s),
+            ["a0", "b0", "b1", "b2", "b3", "b4", "a1", "a2"]
+        );
+    }
+
+    #[test]
     fn same_thread_in_another_chat_is_another_lane() {
         let mut s = Scheduler::default();
-        s.push(msg("one@muc.example", "t", "a0"));
-        s.push(msg("one@muc.example", "t", "a1"));
-        s.push(msg("two@muc.example", "t", "b0"));
+        s.push(sized("one@muc.example", "t", "a0", BIG));
+        s.push(sized("one@muc.example", "t", "a1", BIG));
+        s.push(sized("two@muc.example", "t", "b0", BIG));
         assert_eq!(drain(&mut s), ["a0", "b0", "a1"]);
     }
 
     #[test]
     fn presence_keeps_its_place() {
         let mut s = Scheduler::default();
-        s.push(msg("room@muc.example", "bulk", "a0"));
-        s.push(msg("room@muc.example", "bulk", "a1"));
+        s.push(sized("room@muc.example", "bulk", "a0", BIG));
+        s.push(sized("room@muc.example", "bulk", "a1", BIG));
         s.push(presence("room@muc.example/me"));
         s.push(msg("room@muc.example", "other", "b0"));
         assert_eq!(drain(&mut s), ["a0", "a1", "presence", "b0"]);
@@ -232,11 +293,11 @@ mod tests {
     #[test]
     fn a_lane_that_empties_rejoins_at_the_back() {
         let mut s = Scheduler::default();
-        s.push(msg("room@muc.example", "a", "a0"));
-        s.push(msg("room@muc.example", "b", "b0"));
+        s.push(sized("room@muc.example", "a", "a0", BIG));
+        s.push(sized("room@muc.example", "b", "b0", BIG));
         assert_eq!(s.pop().map(|(st, _)| id(&st)).as_deref(), Some("a0"));
-        s.push(msg("room@muc.example", "a", "a1"));
-        s.push(msg("room@muc.example", "b", "b1"));
+        s.push(sized("room@muc.example", "a", "a1", BIG));
+        s.push(sized("room@muc.example", "b", "b1", BIG));
         assert_eq!(drain(&mut s), ["b0", "a1", "b1"]);
         s.clear();
         assert!(s.is_empty() && s.pop().is_none());
@@ -244,20 +305,8 @@ mod tests {
 
     #[test]
     fn weight_follows_the_payload() {
-        let small = msg("room@muc.example", "t", "x");
-        let mut big = msg("room@muc.example", "t", "y");
-        if let Stanza::Message(m) = &mut big {
-            let data = Element::builder("data", "urn:xmpp:webxdc:0")
-                .append("A".repeat(170_000))
-                .build();
-            m.payloads.push(
-                Element::builder("x", "urn:xmpp:webxdc:0")
-                    .append(data)
-                    .build(),
-            );
-        }
-        assert!(weight(&small) < 400);
-        let w = weight(&big);
-        assert!((170_000..171_000).contains(&w), "{w}");
+        assert!(weight(&msg("room@muc.example", "t", "x")) < 400);
+        let w = weight(&sized("room@muc.example", "t", "y", BIG));
+        assert!((BIG..BIG + 1000).contains(&w), "{w}");
     }
 }
