@@ -63,7 +63,7 @@ impl Round {
 #[derive(Debug)]
 enum Segment {
     Round(Round),
-    Barrier(Stanza, usize),
+    Barrier(Box<Stanza>, usize),
 }
 
 /// Stanzas taken from the engine, waiting for room in the send window.
@@ -87,7 +87,8 @@ impl Scheduler {
             Stanza::Presence(_) => None,
         };
         let Some(lane) = lane else {
-            self.segments.push_back(Segment::Barrier(stanza, weight));
+            self.segments
+                .push_back(Segment::Barrier(Box::new(stanza), weight));
             return;
         };
         let round = match self.segments.back_mut() {
@@ -118,7 +119,7 @@ impl Scheduler {
                         unreachable!("the front is a barrier");
                     };
                     self.len -= 1;
-                    return Some((s, w));
+                    return Some((*s, w));
                 }
                 Segment::Round(r) => {
                     let Some((_, q)) = r.lanes.front_mut() else {
