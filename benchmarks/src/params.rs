@@ -34,6 +34,13 @@ pub struct Params {
     /// Through the host: (payload size, warm-up round trips, measured
     /// round trips), the same on every path (library, pages, sockets).
     pub host_rtt: [(usize, usize, usize); 2],
+    /// Workload 10: bytes of the transfer, sent in chunks of
+    /// [`crate::workloads::BULK_CHUNK`] bytes.
+    pub bulk_bytes: usize,
+    /// Workload 10: the small payloads' send interval during the transfer.
+    pub bulk_small_interval: Duration,
+    /// Workload 10: small payloads per path on the idle channels.
+    pub bulk_idle_samples: usize,
 }
 
 impl Params {
@@ -54,6 +61,9 @@ impl Params {
             throttled_lat_samples: 3,
             throttled_run: Duration::from_secs(10),
             host_rtt: [(32, 50, 500), (crate::LARGE, 10, 100)],
+            bulk_bytes: 10_000_000,
+            bulk_small_interval: Duration::from_millis(5),
+            bulk_idle_samples: 100,
         }
     }
 
@@ -75,6 +85,9 @@ impl Params {
             throttled_lat_samples: 1,
             throttled_run: Duration::from_secs(2),
             host_rtt: [(32, 5, 20), (crate::LARGE, 2, 20)],
+            bulk_bytes: 1_000_000,
+            bulk_small_interval: Duration::from_millis(5),
+            bulk_idle_samples: 20,
         }
     }
 }

@@ -174,6 +174,16 @@ async fn run_backend<H: Harness>(mut h: H, p: &Params) -> (BackendReport, H) {
     let join =
         workloads::join_to_first(&mut h, p.join_samples, Duration::from_millis(1), t(20)).await;
     progress("join", &join);
+    let bulk = workloads::bulk(
+        &mut h,
+        p.bulk_bytes,
+        workloads::BULK_CHUNK,
+        p.bulk_small_interval,
+        p.bulk_idle_samples,
+        t(10),
+    )
+    .await;
+    progress("bulk", &bulk);
     (
         BackendReport {
             name: h.name(),
@@ -182,6 +192,7 @@ async fn run_backend<H: Harness>(mut h: H, p: &Params) -> (BackendReport, H) {
             throughput,
             fanout,
             join,
+            bulk,
             wall_s: 0.0,
         },
         h,

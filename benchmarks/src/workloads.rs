@@ -1,4 +1,4 @@
-//! Workloads 1-5, written once against the conformance suite's harness
+//! Workloads 1-5 and 10, written once against the conformance suite's harness
 //! trait, so every backend runs exactly the same code.
 //!
 //! Timing: sender and receiver live in one process and read one monotonic
@@ -467,5 +467,369 @@ pub async fn join_to_first<H: Harness>(
         failed,
         first_us: first.summary(),
         join_call_us: call.summary(),
+    })
+}
+
+/// Workload 10's chunk size: what apps built on `@webxdc/realtime` send
+/// files in, back to back.
+pub const BULK_CHUNK: usize = 126_000;
+
+/// What a bulk-workload payload is, from its tag (bytes 16..20, after the
+/// stamp): a chunk of the transfer, or a small payload of path (a) or (b).
+const TAG_CHUNK: &[u8; 4] = b"CHNK";
+const TAG_SAME_SENDER: &[u8; 4] = b"SMLA";
+const TAG_OTHER_MEMBER: &[u8; 4] = b"SMLB";
+
+/// The byte at `i` of chunk `seq`: depends on both, so that a chunk that
+/// arrives damaged, or as another chunk's bytes, is noticed.
+fn chunk_byte(seq: u64, i: usize) -> u8 {
+    ((i as u64)
+        .wrapping_mul(131)
+        .wrapping_add(seq.wrapping_mul(7919))
+        % 251) as u8
+}
+
+/// Chunk `seq` of `len` bytes (at least 20): the stamp, the tag, then
+/// [`chunk_byte`]s.
+fn fill_chunk(buf: &mut Vec<u8>, seq: u64, len: usize) {
+    buf.clear();
+    buf.extend((0..len).map(|i| chunk_byte(seq, i)));
+    stamped(buf, seq);
+    buf[16..20].copy_from_slice(TAG_CHUNK);
+}
+
+/// Whether `p` is chunk `seq` of the right length, intact.
+fn chunk_intact(p: &[u8], seq: u64, len: usize) -> bool {
+    p.len() == len
+        && p[20..]
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == chunk_byte(seq, i + 20))
+}
+
+fn tag(p: &[u8]) -> Option<&[u8]> {
+    p.get(16..20)
+}
+
+/// A small (32 B) payload of a path: the stamp and the path's tag.
+fn small(seq: u64, tag: &[u8; 4]) -> Vec<u8> {
+    let mut buf = payload(32);
+    stamped(&mut buf, seq);
+    buf[16..20].copy_from_slice(tag);
+    buf
+}
+
+/// Workload 10: a large transfer in chunks, and small payloads meanwhile.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bulk {
+    /// Bytes of the transfer.
+    pub total_bytes: usize,
+    /// Bytes per chunk (the last one may be shorter).
+    pub chunk_bytes: usize,
+    pub chunks: usize,
+    /// Chunks each of the two receivers got in order and intact.
+    pub received: [u64; 2],
+    /// Chunks that arrived out of order, twice or damaged (both receivers).
+    pub bad: u64,
+    /// Payloads the receivers were told they lost (`Lagged`).
+    pub lagged: u64,
+    /// First send to the last chunk at the slower receiver (s).
+    pub seconds: f64,
+    /// `total_bytes` / `seconds`, in MB (10^6 bytes) per second.
+    pub mb_per_s: f64,
+    /// How long single `send().await` calls of the chunks took (µs).
+    pub chunk_send_us: Summary,
+    /// The small payloads' send interval during the transfer (µs).
+    pub small_interval_us: u64,
+    /// (a) the bulk sender on another instance (a second channel of the
+    /// same member) to receiver 1, during the transfer: send to arrival
+    /// (µs), the wait in `send()` included.
+    pub same_sender_us: Summary,
+    /// (b) a fourth member on the bulk instance to receiver 1, during the
+    /// transfer (µs).
+    pub other_member_us: Summary,
+    /// (a)'s path on an idle channel, before the transfer (µs).
+    pub idle_same_sender_us: Summary,
+    /// (b)'s path on an idle channel, before the transfer (µs).
+    pub idle_other_member_us: Summary,
+    /// Small payloads of (a) and (b) sent during the transfer.
+    pub small_sent: [u64; 2],
+    /// Of those, how many never arrived.
+    pub small_lost: [u64; 2],
+    /// (a) payloads that arrived at receiver 1 before its last chunk: with
+    /// small payloads stuck behind the transfer, this is about 0.
+    pub same_sender_before_last_chunk: u64,
+    /// Whether a receiver stopped waiting with chunks missing.
+    pub gave_up: bool,
+}
+
+/// One payload at a time from `tx` to `rx` (an idle channel): `samples`
+/// latencies (µs) of small payloads tagged `tag`.
+async fn idle_small<C: Channel>(
+    tx: &mut C,
+    rx: &mut C,
+    tag: &[u8; 4],
+    samples: usize,
+    timeout: Duration,
+) -> Result<Summary, String> {
+    let mut t = Timer::default();
+    for i in 0..samples as u64 {
+        let buf = small(i, tag);
+        let (sent, got) = tokio::join!(tx.send(&buf), await_seq(rx, i, timeout));
+        sent.map_err(|e| format!("send: {e:?}"))?;
+        let (arrived, at) = got?;
+        t.push(to_us(arrived.saturating_sub(at)));
+    }
+    Ok(t.summary())
+}
+
+/// A small-payload path of the bulk workload: its sender's count, and
+/// whether the sender has stopped (the count is final).
+#[derive(Default)]
+struct SmallPath {
+    sent: AtomicU64,
+    done: AtomicBool,
+}
+
+/// Sends small payloads tagged `tag` every `interval` until both bulk
+/// receivers are done (`finished` reaches 2).
+async fn small_sender<C: Channel>(
+    ch: &mut C,
+    tag: &[u8; 4],
+    interval: Duration,
+    finished: &AtomicU64,
+    path: &SmallPath,
+) -> Result<(), String> {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq = 0;
+    let mut result = Ok(());
+    while finished.load(Ordering::Acquire) < 2 {
+        tick.tick().await;
+        // Stamped before the send: a send that waits behind the transfer
+        // counts in the latency.
+        let buf = small(seq, tag);
+        if let Err(e) = ch.send(&buf).await {
+            result = Err(format!("send: {e:?}"));
+            break;
+        }
+        seq += 1;
+        path.sent.store(seq, Ordering::Release);
+    }
+    path.done.store(true, Ordering::Release);
+    result
+}
+
+/// Receives a small-payload path until its sender stopped and everything
+/// it sent is in (or nothing came for `idle`): the latencies (µs), how
+/// many arrived, and when each arrived.
+async fn small_receiver<C: Channel>(
+    ch: &mut C,
+    tag: &[u8; 4],
+    path: &SmallPath,
+    idle: Duration,
+) -> (Timer, u64, Vec<u64>) {
+    let mut t = Timer::default();
+    let mut got = 0u64;
+    let mut arrivals = Vec::new();
+    let mut last_any = Instant::now();
+    loop {
+        if path.done.load(Ordering::Acquire)
+            && (got >= path.sent.load(Ordering::Acquire) || last_any.elapsed() >= idle)
+        {
+            break;
+        }
+        match ch.recv(Duration::from_millis(100)).await {
+            Received::Payload(p) => {
+                let arrived = now_ns();
+                last_any = Instant::now();
+                if let (Some((_, at)), Some(tg)) = (read_stamp(&p), self::tag(&p)) {
+                    if tg == tag {
+                        got += 1;
+                        t.push(to_us(arrived.saturating_sub(at)));
+                        arrivals.push(arrived);
+                    }
+                }
+            }
+            Received::Closed => break,
+            _ => {}
+        }
+    }
+    (t, got, arrivals)
+}
+
+/// What one receiver of the bulk instance saw.
+#[derive(Default)]
+struct BulkSide {
+    received: u64,
+    bad: u64,
+    lagged: u64,
+    last_chunk_ns: u64,
+    gave_up: bool,
+}
+
+/// Receives the transfer on `ch` until every chunk is in, or nothing came
+/// for `idle`; counts itself in `finished` then.
+async fn bulk_receiver<C: Channel>(
+    ch: &mut C,
+    chunks: usize,
+    sizes: &(dyn Fn(u64) -> usize + Sync),
+    idle: Duration,
+    finished: &AtomicU64,
+) -> BulkSide {
+    let mut side = BulkSide::default();
+    let mut next = 0u64;
+    let mut last_any = Instant::now();
+    while (next as usize) < chunks && last_any.elapsed() < idle {
+        match ch.recv(Duration::from_millis(100)).await {
+            Received::Payload(p) => {
+                let arrived = now_ns();
+                last_any = Instant::now();
+                let Some((seq, _)) = read_stamp(&p) else {
+                    continue;
+                };
+                if tag(&p) != Some(&TAG_CHUNK[..]) {
+                    continue;
+                }
+                if seq == next && chunk_intact(&p, seq, sizes(seq)) {
+                    side.received += 1;
+                    side.last_chunk_ns = arrived;
+                } else {
+                    side.bad += 1;
+                }
+                next = seq + 1;
+            }
+            Received::Lagged(n) => side.lagged += n,
+            Received::Timeout => {}
+            _ => break,
+        }
+    }
+    side.gave_up = (next as usize) < chunks;
+    finished.fetch_add(1, Ordering::AcqRel);
+    side
+}
+
+/// Workload 10: one sender (member 0) sends `total` bytes on instance
+/// "bulk" as chunks of at most `chunk` bytes, back to back, to two
+/// receivers (members 1 and 2). Small payloads go meanwhile every
+/// `interval` to receiver 1: (a) from the bulk sender on instance "other"
+/// (a second channel of the same member), (b) from a fourth member on
+/// instance "side". `idle_samples` small payloads per path measure the
+/// idle channels first; a receiver gives up after `idle` without a chunk.
+pub async fn bulk<H: Harness>(
+    h: &mut H,
+    total: usize,
+    chunk: usize,
+    interval: Duration,
+    idle_samples: usize,
+    idle: Duration,
+) -> Result<Bulk, String> {
+    let chat = h.new_chat(4).await.map_err(|e| e.to_string())?;
+    let mut s_bulk = join(h, &chat, 0, "bulk").await?;
+    let mut s_other = join(h, &chat, 0, "other").await?;
+    let mut r1_bulk = join(h, &chat, 1, "bulk").await?;
+    let mut r1_other = join(h, &chat, 1, "other").await?;
+    let mut r1_side = join(h, &chat, 1, "side").await?;
+    let mut r2_bulk = join(h, &chat, 2, "bulk").await?;
+    let mut m3_side = join(h, &chat, 3, "side").await?;
+    connect(&mut s_bulk, &mut [&mut r1_bulk, &mut r2_bulk]).await?;
+    connect(&mut s_other, &mut [&mut r1_other]).await?;
+    connect(&mut m3_side, &mut [&mut r1_side]).await?;
+
+    let timeout = Duration::from_secs(5);
+    let idle_a = idle_small(
+        &mut s_other,
+        &mut r1_other,
+        TAG_SAME_SENDER,
+        idle_samples,
+        timeout,
+    )
+    .await?;
+    let idle_b = idle_small(
+        &mut m3_side,
+        &mut r1_side,
+        TAG_OTHER_MEMBER,
+        idle_samples,
+        timeout,
+    )
+    .await?;
+
+    let chunks = total.div_ceil(chunk);
+    let sizes = move |seq: u64| chunk.min(total - seq as usize * chunk);
+    let path_a = SmallPath::default();
+    let path_b = SmallPath::default();
+    let finished = AtomicU64::new(0);
+    let start = now_ns();
+
+    let sender = async {
+        let mut buf = Vec::with_capacity(chunk);
+        let mut waits = Timer::default();
+        for seq in 0..chunks as u64 {
+            fill_chunk(&mut buf, seq, sizes(seq));
+            let t0 = Instant::now();
+            s_bulk
+                .send(&buf)
+                .await
+                .map_err(|e| format!("send: {e:?}"))?;
+            waits.push(t0.elapsed().as_secs_f64() * 1e6);
+            // A send that never waits would keep the other futures of this
+            // task (the receivers, whose clock readings are the figures)
+            // from running.
+            tokio::task::yield_now().await;
+        }
+        Ok::<_, String>(waits)
+    };
+    let (waits, a, b, (ta, got_a, arrivals_a), (tb, got_b, _), side1, side2) = tokio::join!(
+        sender,
+        small_sender(&mut s_other, TAG_SAME_SENDER, interval, &finished, &path_a),
+        small_sender(&mut m3_side, TAG_OTHER_MEMBER, interval, &finished, &path_b),
+        small_receiver(&mut r1_other, TAG_SAME_SENDER, &path_a, idle),
+        small_receiver(&mut r1_side, TAG_OTHER_MEMBER, &path_b, idle),
+        bulk_receiver(&mut r1_bulk, chunks, &sizes, idle, &finished),
+        bulk_receiver(&mut r2_bulk, chunks, &sizes, idle, &finished),
+    );
+    let waits = waits?;
+    a?;
+    b?;
+    for mut c in [
+        s_bulk, s_other, r1_bulk, r1_other, r1_side, r2_bulk, m3_side,
+    ] {
+        c.leave().await;
+    }
+    let last = side1.last_chunk_ns.max(side2.last_chunk_ns);
+    let seconds = last.saturating_sub(start) as f64 / 1e9;
+    let received = [side1.received, side2.received];
+    let delivered = received[0].min(received[1]);
+    let bytes: usize = (0..delivered).map(sizes).sum();
+    let sent = [
+        path_a.sent.load(Ordering::Acquire),
+        path_b.sent.load(Ordering::Acquire),
+    ];
+    Ok(Bulk {
+        total_bytes: total,
+        chunk_bytes: chunk,
+        chunks,
+        received,
+        bad: side1.bad + side2.bad,
+        lagged: side1.lagged + side2.lagged,
+        seconds,
+        mb_per_s: if seconds > 0.0 {
+            bytes as f64 / 1e6 / seconds
+        } else {
+            0.0
+        },
+        chunk_send_us: waits.summary(),
+        small_interval_us: interval.as_micros() as u64,
+        same_sender_us: ta.summary(),
+        other_member_us: tb.summary(),
+        idle_same_sender_us: idle_a,
+        idle_other_member_us: idle_b,
+        small_sent: sent,
+        small_lost: [sent[0].saturating_sub(got_a), sent[1].saturating_sub(got_b)],
+        same_sender_before_last_chunk: arrivals_a
+            .iter()
+            .filter(|t| **t < side1.last_chunk_ns)
+            .count() as u64,
+        gave_up: side1.gave_up || side2.gave_up,
     })
 }

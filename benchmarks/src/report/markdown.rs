@@ -100,6 +100,7 @@ impl Report {
                 })
             },
         );
+        self.bulk_rows(&mut row);
         let ratios = [
             ("tcp-relay floor", "tcp-relay", 1),
             ("iroh-deltachat", "iroh-deltachat", 2),
@@ -117,6 +118,88 @@ impl Report {
         row("wall time (set-up included)", &|b| {
             format!("{:.1} s", b.wall_s)
         });
+    }
+
+    /// Workload 10's rows: the transfer, then the small payloads beside
+    /// their idle latency.
+    fn bulk_rows(&self, row: &mut Row<'_>) {
+        let Some(first) = self.backends.iter().find_map(|b| b.bulk.as_ref().ok()) else {
+            if !self.backends.is_empty() {
+                row("10. bulk transfer", &|b| cell(&b.bulk, |_| "-".into()));
+            }
+            return;
+        };
+        row(
+            &format!(
+                "10. bulk {} MB in {} B chunks to 2: MB/s (time; chunks in order and intact)",
+                first.total_bytes as f64 / 1e6,
+                first.chunk_bytes
+            ),
+            &|b| {
+                cell(&b.bulk, |k| {
+                    format!(
+                        "{:.1} MB/s ({:.2} s; {} and {} of {}{}{})",
+                        k.mb_per_s,
+                        k.seconds,
+                        k.received[0],
+                        k.received[1],
+                        k.chunks,
+                        if k.bad > 0 {
+                            format!(", {} bad", k.bad)
+                        } else {
+                            String::new()
+                        },
+                        if k.lagged > 0 {
+                            format!(", {} lagged", k.lagged)
+                        } else {
+                            String::new()
+                        },
+                    )
+                })
+            },
+        );
+        let small = |s: &Summary, idle: &Summary, lost: u64, extra: String| {
+            if s.n == 0 {
+                return format!("no samples{extra}");
+            }
+            format!(
+                "{} / {} (idle {} / {}){}{extra}",
+                dur(s.p50),
+                dur(s.max),
+                dur(idle.p50),
+                dur(idle.max),
+                lost_suffix(lost as usize)
+            )
+        };
+        row(
+            "10. meanwhile 32 B, same sender, other instance: p50 / max (idle p50 / max)",
+            &|b| {
+                cell(&b.bulk, |k| {
+                    small(
+                        &k.same_sender_us,
+                        &k.idle_same_sender_us,
+                        k.small_lost[0],
+                        format!(
+                            "; {} of {} before the last chunk",
+                            k.same_sender_before_last_chunk, k.small_sent[0]
+                        ),
+                    )
+                })
+            },
+        );
+        row(
+            "10. meanwhile 32 B, another member: p50 / max (idle p50 / max)",
+            &|b| {
+                cell(&b.bulk, |k| {
+                    small(
+                        &k.other_member_us,
+                        &k.idle_other_member_us,
+                        k.small_lost[1],
+                        String::new(),
+                    )
+                })
+            },
+        );
     }
 
     /// The numbers of receivers any backend measured fan-out for, in the
@@ -466,3 +549,7 @@ fn latency_cell(r: &Res<Latency>, shown: impl Fn(&Latency) -> String) -> String 
         }
     })
 }
+
+/// Writes one row of the backends table: its label, and how a backend's
+/// cell reads.
+type Row<'a> = dyn FnMut(&str, &dyn Fn(&BackendReport) -> String) + 'a;

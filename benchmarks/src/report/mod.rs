@@ -25,7 +25,7 @@ use crate::memory::Memory;
 use crate::sys::Machine;
 use crate::throttle::EventCounts;
 use crate::wire_cost::OpCost;
-use crate::workloads::{Fanout, JoinFirst, Latency, Throughput};
+use crate::workloads::{Bulk, Fanout, JoinFirst, Latency, Throughput};
 
 /// A workload's result, or why it has none.
 pub type Res<T> = Result<T, String>;
@@ -39,6 +39,8 @@ pub struct BackendReport {
     pub throughput: Res<Throughput>,
     pub fanout: Vec<Res<Fanout>>,
     pub join: Res<JoinFirst>,
+    /// Workload 10: a large transfer in chunks, small payloads meanwhile.
+    pub bulk: Res<Bulk>,
     /// Wall time of all its workloads, set-up included (s).
     pub wall_s: f64,
 }
