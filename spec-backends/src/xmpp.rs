@@ -79,7 +79,9 @@ impl Topology {
     fn start(&self) -> io::Result<Network> {
         match self {
             Topology::Single(o) => TestServer::start(o.clone()).map(Network::Single),
-            Topology::Federated(o) => FederatedPair::start(o.clone()).map(Network::Federated),
+            Topology::Federated(o) => {
+                FederatedPair::start(o.clone()).map(|p| Network::Federated(Box::new(p)))
+            }
             Topology::Cluster(n, o) => EjabberdCluster::start(*n, o.clone()).map(Network::Cluster),
         }
     }
@@ -89,8 +91,8 @@ impl Topology {
 pub enum Network {
     /// One server.
     Single(TestServer),
-    /// Two federated servers.
-    Federated(FederatedPair),
+    /// Two federated servers (boxed: the pair is twice a server's size).
+    Federated(Box<FederatedPair>),
     /// The nodes of one cluster.
     Cluster(EjabberdCluster),
 }
