@@ -21,7 +21,10 @@ use xmpp_parsers::stanza::Stanza;
 use super::reconnect::AttemptFailed;
 use super::schedule::{self, Scheduler};
 use super::{ClientEvent, Shared, UpdateItem, Updates, QUEUE_DEPTH, UPDATE_FEED_DEPTH};
-use crate::engine::{ArchiveOutcome, ArchiveQuery, Chat, EngineEvent, RoomState, UploadQuery};
+use crate::engine::{
+    ArchiveOutcome, ArchiveQuery, Chat, EngineEvent, ReentryWatch, RoomState, UploadQuery,
+    REENTRY_ANSWER_WAIT,
+};
 use crate::error::{GroupError, UpdateError, UploadError};
 use crate::inbox::ConnectionEvent;
 use crate::wire::share::SharedAppFrame;
@@ -33,6 +36,25 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The wait before asking a room again that refused our re-entry for a
 /// reason that may pass; doubled for each refusal in a row.
 const REENTRY_FIRST_WAIT: Duration = Duration::from_secs(1);
+
+/// A timer of a room's re-entry (see [`Actor::reentries`]).
+pub(crate) enum ReentryTimer {
+    /// Ask the room again: it refused our re-entry for a reason that may
+    /// pass, or did not answer it.
+    Retry(BareJid),
+    /// See whether the room answered this re-entry
+    /// ([`REENTRY_ANSWER_WAIT`] after it was sent).
+    Answer(ReentryWatch),
+}
+
+impl ReentryTimer {
+    fn room(&self) -> &BareJid {
+        match self {
+            ReentryTimer::Retry(room) => room,
+            ReentryTimer::Answer(watch) => watch.room(),
+        }
+    }
+}
 
 /// How many stanzas may wait for the server's confirmation at once (see
 /// [`Actor::stream_has_room`]). No deeper than the stream's transmit queue,
@@ -180,11 +202,14 @@ pub(crate) struct Actor {
     pub update_feeds: Vec<UpdateFeed>,
     pub upload_waiters: HashMap<UploadQuery, oneshot::Sender<Result<EngineEvent, UploadError>>>,
     pub app_listings: Vec<AppListing>,
-    /// Rooms whose re-entry was refused for a reason that may pass, and
-    /// when to ask again (see [`Engine::reentry_refused`]).
+    /// Re-entries to ask again (refused for a reason that may pass, or
+    /// unanswered; see [`Engine::reentry_refused`]) and re-entries waiting
+    /// for their answer (see [`Engine::poll_reentry_watch`]), with when
+    /// each is due.
     ///
     /// [`Engine::reentry_refused`]: crate::Engine::reentry_refused
-    pub reentries: Vec<(BareJid, tokio::time::Instant)>,
+    /// [`Engine::poll_reentry_watch`]: crate::Engine::poll_reentry_watch
+    pub reentries: Vec<(ReentryTimer, tokio::time::Instant)>,
 }
 
 impl Actor {
@@ -261,18 +286,7 @@ impl Actor {
                 // done with it): room for more.
                 _ = wait_done(&mut self.in_flight), if self.blocked => {}
                 _ = next_reentry(&self.reentries), if !self.reentries.is_empty() => {
-                    let now = tokio::time::Instant::now();
-                    let due: Vec<BareJid> = self
-                        .reentries
-                        .iter()
-                        .filter(|(_, at)| *at <= now)
-                        .map(|(room, _)| room.clone())
-                        .collect();
-                    self.reentries.retain(|(_, at)| *at > now);
-                    let mut engine = self.shared.engine();
-                    for room in due {
-                        engine.retry_reentry(&room);
-                    }
+                    self.reentry_timers_due();
                 }
                 Some(report) = self.reports.recv() => {
                     let _ = self.events.send(ClientEvent::ReconnectFailed {
@@ -423,6 +437,15 @@ impl Actor {
             let mut engine = self.shared.engine();
             while let Some(s) = engine.poll_transmit_stanza() {
                 self.scheduler.push(s);
+            }
+            // Each re-entry just queued waits for its answer, a newer one
+            // of a room replacing the older.
+            let due = tokio::time::Instant::now() + REENTRY_ANSWER_WAIT;
+            while let Some(watch) = engine.poll_reentry_watch() {
+                self.reentries.retain(
+                    |(t, _)| !matches!(t, ReentryTimer::Answer(w) if w.room() == watch.room()),
+                );
+                self.reentries.push((ReentryTimer::Answer(watch), due));
             }
         }
         loop {
@@ -595,15 +618,7 @@ impl Actor {
                 }
             }
             EngineEvent::RoomJoinFailed { room, condition } => {
-                // A refused re-entry that may pass is asked again later,
-                // waiting longer each time (1, 2, 4, … s).
-                let refused = self.shared.engine().reentry_refused(room);
-                if let Some(n) = refused {
-                    let wait = REENTRY_FIRST_WAIT * 2u32.pow(n.saturating_sub(1).min(5));
-                    self.reentries.retain(|(r, _)| r != room);
-                    self.reentries
-                        .push((room.clone(), tokio::time::Instant::now() + wait));
-                }
+                self.schedule_retry(room);
                 for w in self.room_waiters.remove(room).unwrap_or_default() {
                     let _ = w.send(Err(GroupError::Refused {
                         room: room.clone(),
@@ -614,6 +629,42 @@ impl Actor {
             _ => {}
         }
         let _ = self.events.send(ClientEvent::Room(ev));
+    }
+
+    /// A refused or unanswered re-entry that may pass is asked again
+    /// later, waiting longer each time (1, 2, 4, … s).
+    fn schedule_retry(&mut self, room: &BareJid) {
+        let refused = self.shared.engine().reentry_refused(room);
+        if let Some(n) = refused {
+            let wait = REENTRY_FIRST_WAIT * 2u32.pow(n.saturating_sub(1).min(5));
+            // Whatever else was timed for the room is done with.
+            self.reentries.retain(|(t, _)| t.room() != room);
+            self.reentries.push((
+                ReentryTimer::Retry(room.clone()),
+                tokio::time::Instant::now() + wait,
+            ));
+        }
+    }
+
+    /// Acts on the re-entry timers that are due.
+    fn reentry_timers_due(&mut self) {
+        let now = tokio::time::Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reentries)
+            .into_iter()
+            .partition(|(_, at)| *at <= now);
+        self.reentries = later;
+        for (timer, _) in due {
+            match timer {
+                ReentryTimer::Retry(room) => self.shared.engine().retry_reentry(&room),
+                ReentryTimer::Answer(watch) => {
+                    let again = self.shared.engine().reentry_unanswered(&watch);
+                    if again {
+                        tracing::debug!(room = %watch.room(), "re-entry unanswered; asking again");
+                        self.schedule_retry(watch.room());
+                    }
+                }
+            }
+        }
     }
 
     async fn drain_commands_after_failure(&mut self, done: &mut Vec<oneshot::Sender<()>>) {
@@ -689,7 +740,7 @@ impl Actor {
 }
 
 /// Sleeps until the earliest re-entry in `reentries` is due.
-async fn next_reentry(reentries: &[(BareJid, tokio::time::Instant)]) {
+async fn next_reentry(reentries: &[(ReentryTimer, tokio::time::Instant)]) {
     match reentries.iter().map(|(_, at)| *at).min() {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

@@ -82,9 +82,11 @@ const MAX_QUEUED_EVENTS: usize = 1024;
 /// refusal counts as final and the room's channels are told.
 pub const REENTRY_ATTEMPTS: u32 = 5;
 
+mod reentry;
 mod share;
 mod updates;
 
+pub use reentry::{ReentryWatch, REENTRY_ANSWER_WAIT};
 pub use share::UploadQuery;
 pub use updates::{ArchiveOutcome, ArchiveQuery, MAX_ARCHIVE_PAGES};
 
@@ -358,8 +360,15 @@ struct Room {
     /// channels are told about, not of the first join, which `group()`
     /// answers).
     entered: bool,
-    /// Re-entries refused in a row for a reason that may pass.
+    /// Re-entries refused (or unanswered) in a row for a reason that may
+    /// pass.
     refused_reentries: u32,
+    /// Counts the join presences sent, so that a [`ReentryWatch`] knows
+    /// whether its re-entry is still the latest.
+    attempt: u64,
+    /// The channels were told the room lost us (a bounce said so) and
+    /// hear [`ConnectionEvent::Reconnected`] when it takes us back.
+    told_gone: bool,
 }
 
 struct Entry {
@@ -391,6 +400,9 @@ pub struct Engine {
     queries: Vec<updates::PendingQuery>,
     /// Upload service discoveries and slot requests under way.
     uploads: Vec<share::PendingUpload>,
+    /// Re-entries waiting for the embedder to time them (at most one per
+    /// room); see [`Engine::poll_reentry_watch`].
+    watches: Vec<ReentryWatch>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -433,6 +445,7 @@ impl Engine {
             stanza_ids: ids,
             queries: Vec::new(),
             uploads: Vec::new(),
+            watches: Vec::new(),
         }
     }
 
@@ -455,8 +468,25 @@ impl Engine {
             for room in rooms {
                 self.send_join_presence(&room);
             }
+        } else {
+            // A re-entry sent before the stream went down may still be
+            // answered by the resumed session; time it again.
+            let joining: Vec<BareJid> = self
+                .rooms
+                .iter()
+                .filter(|(_, r)| r.state == RoomState::Joining)
+                .map(|(j, _)| j.clone())
+                .collect();
+            for room in joining {
+                self.watch_reentry(&room);
+            }
         }
         if self.was_online {
+            // The channels hear of the reconnection now, which also ends
+            // a room's own "lost us" notice.
+            for r in self.rooms.values_mut() {
+                r.told_gone = false;
+            }
             self.broadcast(Delivery::Connection(ConnectionEvent::Reconnected {
                 resumed,
             }));
@@ -549,6 +579,8 @@ impl Engine {
                 rejoin: true,
                 entered: false,
                 refused_reentries: 0,
+                attempt: 0,
+                told_gone: false,
             },
         );
         if self.online {
@@ -568,6 +600,8 @@ impl Engine {
                 rejoin: true,
                 entered: true,
                 refused_reentries: 0,
+                attempt: 0,
+                told_gone: false,
             },
         );
     }
@@ -638,6 +672,7 @@ impl Engine {
             return;
         };
         r.state = RoomState::Joining;
+        r.attempt += 1;
         let Some(p) = muc::join_presence(room, &r.nick) else {
             r.state = RoomState::NotJoined;
             self.push_event(EngineEvent::RoomJoinFailed {
@@ -647,6 +682,7 @@ impl Engine {
             return;
         };
         self.transmit.push_back(Stanza::Presence(p));
+        self.watch_reentry(room);
     }
 
     // ----- channels -----
@@ -951,7 +987,19 @@ impl Engine {
         } else {
             return;
         };
-        self.push_event(EngineEvent::SendBounced { chat, condition });
+        // From the room itself (not an occupant): a groupchat message of
+        // ours bounced; it may say that the room no longer has us.
+        let from_room = match &chat {
+            Chat::Group(room) if from.resource().is_none() => Some(room.clone()),
+            _ => None,
+        };
+        self.push_event(EngineEvent::SendBounced {
+            chat,
+            condition: condition.clone(),
+        });
+        if let Some(room) = from_room {
+            self.bounced_from_room(&room, &condition);
+        }
     }
 
     /// Privacy, echo and instance checks of a decoded frame, then delivery.
@@ -1051,6 +1099,7 @@ impl Engine {
                 // At the first join no channel exists yet: the waiting
                 // `group()` gets the refusal.
                 room.rejoin = false;
+                room.told_gone = false;
                 let reason = RemovalReason::of_refusal(&condition);
                 for id in self.room_channels(&room_jid) {
                     self.deliver(id, Delivery::Removed(reason.clone()));
@@ -1070,9 +1119,11 @@ impl Engine {
                     return;
                 }
                 room.state = RoomState::Joined;
+                let nick = room.nick.clone();
+                self.tell_room_back(&room_jid);
                 EngineEvent::RoomJoined {
                     room: room_jid,
-                    nick: room.nick.clone(),
+                    nick,
                 }
             }
             RoomPresence::Removed(reason) => {
@@ -1080,6 +1131,7 @@ impl Engine {
                 room.occupant = None;
                 room.rejoin = !reason.is_decision();
                 if reason.is_decision() {
+                    room.told_gone = false;
                     // Every channel of the room is told: nothing arrives
                     // and sends fail until the room is entered again.
                     for id in self.room_channels(&room_jid) {

@@ -88,6 +88,12 @@ pub enum RemovalReason {
     /// reason (a ban is [`Banned`](Self::Banned), a members-only room
     /// [`MembersOnly`](Self::MembersOnly)).
     Refused(ErrorCondition),
+    /// Re-entering the room got no answer, not even after the last retry
+    /// ([`REENTRY_ANSWER_WAIT`](crate::engine::REENTRY_ANSWER_WAIT) each,
+    /// [`REENTRY_ATTEMPTS`](crate::engine::REENTRY_ATTEMPTS) in all): the
+    /// room or its service is unreachable. Like a refusal, the room is not
+    /// entered again by itself.
+    NoAnswer,
 }
 
 impl RemovalReason {
@@ -103,6 +109,7 @@ impl RemovalReason {
                 | Self::Destroyed
                 | Self::NickTaken
                 | Self::Refused(_)
+                | Self::NoAnswer
         )
     }
 
