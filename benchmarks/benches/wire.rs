@@ -6,14 +6,18 @@
 //! * `frame`: `wire::encode` → `wire::decode_message`, the library's own
 //!   work per payload on the client's typed path (targets: under 5 µs for
 //!   32 B, under 200 µs for 128000 B).
-//! * `xml`: the same with the element serialised to text and parsed back,
-//!   the work minidom adds on each side of a real socket.
+//! * `xml`: the same with the element serialised to text and parsed back
+//!   by minidom.
+//! * `stream`: the client's whole stanza path without the socket: the
+//!   sender's engine, tokio-xmpp's XML stream writer and reader over an
+//!   in-memory pipe with the client's guard, the receiver's engine and
+//!   inbox ([`StreamPath`]).
 //!
 //! The inputs are the benchmark's own [`Fixture`], which the benchmark
 //! binary (`cargo run --release -p benchmarks`) times with its own timer
 //! and counts instructions of under callgrind.
 
-use benchmarks::wire_cost::{Fixture, SIZES};
+use benchmarks::wire_cost::{Fixture, StreamPath, SIZES};
 use divan::Bencher;
 use webxdc_realtime_xmpp::wire;
 
@@ -29,6 +33,14 @@ fn frame(bencher: Bencher, size: usize) {
 #[divan::bench(args = SIZES)]
 fn xml(bencher: Bencher, size: usize) {
     round_trips(bencher, size, Fixture::xml_round_trip);
+}
+
+#[divan::bench(args = SIZES)]
+fn stream(bencher: Bencher, size: usize) {
+    let mut path = StreamPath::new(size);
+    bencher
+        .counter(divan::counter::BytesCount::new(size))
+        .bench_local(|| path.round_trip());
 }
 
 /// One round trip of `size` payload bytes per iteration, counted as bytes.
