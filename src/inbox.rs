@@ -52,6 +52,11 @@ pub struct Payload {
 }
 
 /// Connection changes, as seen by every channel of a client.
+///
+/// The channels of one room also get both when the room alone lost us
+/// (it bounced our message with `not-acceptable` or `item-not-found`, as
+/// a room whose cluster node crashed does): `Disconnected` at once,
+/// `Reconnected { resumed: false }` once the client has entered it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConnectionEvent {

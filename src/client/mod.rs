@@ -68,7 +68,15 @@
 //! untold; the fifth such refusal in a row is final and reaches every
 //! channel as `Removed(Refused(condition))`
 //! ([`REENTRY_ATTEMPTS`](crate::engine::REENTRY_ATTEMPTS)). A technical
-//! removal (service shutdown) is entered again at once. [`Client::group`]
+//! removal (service shutdown) is entered again at once. A re-entry that
+//! gets no answer within
+//! [`REENTRY_ANSWER_WAIT`](crate::engine::REENTRY_ANSWER_WAIT) (10 s)
+//! counts like such a refusal (asked again, finally `Removed(NoAnswer)`).
+//! A room that bounces our groupchat message with `not-acceptable` or
+//! `item-not-found` no longer has us (XEP-0410; its cluster node crashed):
+//! it is entered again, its channels told
+//! [`ConnectionEvent::Disconnected`]
+//! and, once back, `Reconnected { resumed: false }`. [`Client::group`]
 //! enters a room again; a refusal then is [`GroupError::Refused`].
 
 mod actor;
