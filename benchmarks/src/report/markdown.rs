@@ -5,9 +5,10 @@
 use std::fmt::Write as _;
 
 use super::format::{bytes, cell, dur, err_cell, lost_suffix, signed_dur, summary4};
-use super::{BackendReport, Report, Res};
+use super::{BackendReport, Report, Res, ThrottleReport};
 use crate::host_rtt::RoundTrip;
 use crate::stats::Summary;
+use crate::throttle::Role;
 use crate::workloads::{Fanout, Latency};
 
 impl Report {
@@ -283,32 +284,95 @@ impl Report {
         }
     }
 
-    /// Workload 8: a row per server configuration.
+    /// Workload 8: a row per server configuration, each ratio against
+    /// the generated configuration of the same server (its first row).
     fn throttle_section(&self, o: &mut String) {
-        heading(o, "**8. Throttled server (Prosody, same library)**");
+        if self.throttle.is_empty() {
+            return;
+        }
+        heading(
+            o,
+            "**8. Server configurations (Prosody and ejabberd, same library)**",
+        );
         table_header(
             o,
             &[
-                "server",
+                "configuration",
                 "32 B latency p50 / p99",
+                "fan-out to 32 p50 / p99",
                 "128000 B latency p50 / max",
                 "1 KiB: delivered/s, sent/s (lost of sent)",
                 "send().await p50 / max",
                 "client events",
                 "RSS start → max → end",
+                "load",
             ],
         );
         for t in &self.throttle {
+            let base = self
+                .throttle
+                .iter()
+                .find(|b| b.server == t.server && b.role == Role::Baseline)
+                .filter(|b| !std::ptr::eq(*b, t));
+            // " (0.93×)" against the baseline, where both were measured.
+            let ratio = |get: &dyn Fn(&ThrottleReport) -> Option<f64>| -> String {
+                match (get(t), base.and_then(get)) {
+                    (Some(v), Some(b)) if b > 0.0 => format!(" ({:.2}×)", v / b),
+                    _ => String::new(),
+                }
+            };
+            let p50_32 = |r: &ThrottleReport| {
+                r.latency_32
+                    .as_ref()
+                    .ok()
+                    .filter(|l| l.us.n > 0)
+                    .map(|l| l.us.p50)
+            };
+            let p50_fan = |r: &ThrottleReport| {
+                r.fanout_32
+                    .as_ref()
+                    .ok()
+                    .filter(|f| f.all_us.n > 0)
+                    .map(|f| f.all_us.p50)
+            };
+            let p50_large = |r: &ThrottleReport| {
+                r.latency_128k
+                    .as_ref()
+                    .ok()
+                    .filter(|l| l.us.n > 0)
+                    .map(|l| l.us.p50)
+            };
+            let rate = |r: &ThrottleReport| r.throughput.as_ref().ok().map(|x| x.delivered_per_s);
             let lat32 = latency_cell(&t.latency_32, |l| {
-                format!("{} / {}", dur(l.us.p50), dur(l.us.p99))
+                format!("{}{} / {}", dur(l.us.p50), ratio(&p50_32), dur(l.us.p99))
+            });
+            let fan = cell(&t.fanout_32, |f| {
+                if f.all_us.n == 0 {
+                    format!("no samples{}", lost_suffix(f.lost))
+                } else {
+                    format!(
+                        "{}{} / {}{}",
+                        dur(f.all_us.p50),
+                        ratio(&p50_fan),
+                        dur(f.all_us.p99),
+                        lost_suffix(f.lost)
+                    )
+                }
             });
             let lat = latency_cell(&t.latency_128k, |l| {
-                format!("{} / {} (n={})", dur(l.us.p50), dur(l.us.max), l.us.n)
+                format!(
+                    "{}{} / {} (n={})",
+                    dur(l.us.p50),
+                    ratio(&p50_large),
+                    dur(l.us.max),
+                    l.us.n
+                )
             });
             let tp = cell(&t.throughput, |x| {
                 format!(
-                    "{:.0}/s, {:.0}/s ({} of {}{})",
+                    "{:.0}/s{}, {:.0}/s ({} of {}{})",
                     x.delivered_per_s,
+                    ratio(&rate),
                     x.sent_per_s,
                     x.lost,
                     x.sent,
@@ -326,20 +390,32 @@ impl Report {
             let e = &t.events;
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | disconnected {}, reconnect failed {}, closed {} | {} → {} → {} MiB |",
+                "| {} | {} | {} | {} | {} | {} | disconnected {}, reconnected {}, reconnect failed {}, closed {} | {} → {} → {} MiB | {} |",
                 t.label,
                 lat32,
+                fan,
                 lat,
                 tp,
                 waits,
                 e.disconnected,
+                e.reconnected,
                 e.reconnect_failed,
                 e.closed,
                 t.rss_start_kib / 1024,
                 t.rss_max_kib / 1024,
-                t.rss_end_kib / 1024
+                t.rss_end_kib / 1024,
+                t.load
             );
         }
+        let _ = writeln!(
+            o,
+            "\nEach row is one server configuration: the generated one (what `xmpp-test-server` \
+             writes, our recommendation) with one setting changed, Debian's stock throttling as a \
+             reference, the winners combined (best), and the generated one again at the end (its \
+             distance from the first row is the run's noise). (N×) is the ratio to the same \
+             server's generated configuration: below 1 is better for latency, above 1 for \
+             delivered/s. Load: the machine's load average (1, 5, 15 min) when the row started. The settings of each row are in the JSON (`config_edits`)."
+        );
     }
 
     /// Page to page through the host, beside the library: a row per

@@ -23,7 +23,7 @@ pub use format::dur;
 use crate::host_rtt::HostRtt;
 use crate::memory::Memory;
 use crate::sys::Machine;
-use crate::throttle::EventCounts;
+use crate::throttle::{EventCounts, Role};
 use crate::wire_cost::OpCost;
 use crate::workloads::{Bulk, Fanout, JoinFirst, Latency, Throughput};
 
@@ -49,10 +49,16 @@ pub struct BackendReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct ThrottleReport {
     pub label: String,
+    /// `prosody` or `ejabberd`.
+    pub server: String,
+    pub role: Role,
     pub c2s_rate_limit: Option<String>,
-    /// The setting changed against the recommended configuration.
-    pub config_edit: Option<String>,
+    /// The settings changed against the generated (recommended)
+    /// configuration.
+    pub config_edits: Vec<String>,
     pub latency_32: Res<Latency>,
+    /// Fan-out to 32 receivers, 32 B.
+    pub fanout_32: Res<Fanout>,
     pub latency_128k: Res<Latency>,
     pub throughput: Res<Throughput>,
     /// What the clients reported through `Client::events()`.
@@ -60,6 +66,8 @@ pub struct ThrottleReport {
     pub rss_start_kib: u64,
     pub rss_max_kib: u64,
     pub rss_end_kib: u64,
+    /// The machine's load average (1, 5, 15 min) when the row started.
+    pub load: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
