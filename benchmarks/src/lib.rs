@@ -18,6 +18,9 @@
 //! * [`floors`]: two harnesses written for the benchmark: one TCP hop and
 //!   a minimal TCP forwarder, the best a peer-to-peer and a server-relayed
 //!   design could reach here.
+//! * [`xmpp_floor`]: the real client stack against a minimal in-process
+//!   XMPP server written for the benchmark (`xmpp-floor`): what the
+//!   servers add, and what our client stack costs.
 //! * [`memory`]: workload 6 (resident memory per connection and channel),
 //!   in a child process.
 //! * [`wire_cost`]: workload 7 (encode + decode alone) and its one
@@ -45,6 +48,7 @@ pub mod sys;
 pub mod throttle;
 pub mod wire_cost;
 pub mod workloads;
+pub mod xmpp_floor;
 
 /// The large payload of workloads 2, 7 and 8: the largest the contract
 /// allows.

@@ -19,7 +19,13 @@ impl Report {
         };
         let relay = self.p50_32("tcp-relay");
         let iroh = self.p50_32("iroh-deltachat");
-        for b in self.backends.iter().filter(|b| b.name.starts_with("xmpp")) {
+        // The XMPP floor is not a deployment: it has a target of its own
+        // (below), not the servers'.
+        let servers = self
+            .backends
+            .iter()
+            .filter(|b| b.name.starts_with("xmpp") && b.name != "xmpp-floor");
+        for b in servers {
             let name = b.name.as_str();
             let p50 = self.p50_32(name);
             match (p50, iroh) {
@@ -78,6 +84,19 @@ impl Report {
                     Some(j.first_us.p50 / 10_000.0),
                 ),
                 _ => push("join → first delivery < 10 ms", name, "-".into(), None),
+            }
+        }
+        if self.backend("xmpp-floor").is_some() {
+            // What our client stack costs on a server that costs nothing.
+            let target = "xmpp-floor 32 B p50 ≤ 2 × tcp-relay";
+            match (self.p50_32("xmpp-floor"), relay) {
+                (Some(x), Some(r)) => push(
+                    target,
+                    "xmpp-floor",
+                    format!("{} = {:.1} × {}", dur(x), x / r, dur(r)),
+                    Some(x / (2.0 * r)),
+                ),
+                _ => push(target, "xmpp-floor", "-".into(), None),
             }
         }
         match &self.memory {
