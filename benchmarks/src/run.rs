@@ -16,13 +16,17 @@ use crate::params::Params;
 use crate::report::{BackendReport, Report, Res};
 use crate::sys::Machine;
 use crate::wire_cost::{self, Fixture};
+use crate::xmpp_floor::XmppFloorHarness;
 use crate::{host_rtt, throttle, workloads, LARGE};
 
 /// The order backends run in, and the table's column order.
-pub const BACKENDS: [&str; 5] = [
+pub const BACKENDS: &[&str] = &[
     "xmpp-prosody",
     "xmpp-ejabberd",
+    "xmpp-federated",
+    "xmpp-ejabberd-cluster",
     "iroh-deltachat",
+    "xmpp-floor",
     "tcp-direct",
     "tcp-relay",
 ];
@@ -87,7 +91,7 @@ pub async fn run(
 /// Workloads 1-5 on every selected backend, one after the other.
 async fn run_backends(params: &Params, only: Option<&[String]>) -> Vec<BackendReport> {
     let mut backends = Vec::new();
-    for name in BACKENDS {
+    for &name in BACKENDS {
         if !selected(only, name) {
             continue;
         }
@@ -104,11 +108,26 @@ async fn run_backends(params: &Params, only: Option<&[String]>) -> Vec<BackendRe
                 drop_off_runtime(h).await;
                 r
             }
+            "xmpp-federated" => {
+                let (r, h) = run_backend(XmppHarness::federated(), params).await;
+                drop_off_runtime(h).await;
+                r
+            }
+            "xmpp-ejabberd-cluster" => {
+                let (r, h) = run_backend(XmppHarness::ejabberd_cluster(), params).await;
+                drop_off_runtime(h).await;
+                r
+            }
             "iroh-deltachat" => {
                 let (r, h) = run_backend(iroh_backend::IrohHarness::deltachat(), params).await;
                 // Its Drop closes the endpoints through the runtime.
                 drop(h);
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                r
+            }
+            "xmpp-floor" => {
+                let (r, h) = run_backend(XmppFloorHarness::new(), params).await;
+                h.shutdown().await;
                 r
             }
             "tcp-direct" => {

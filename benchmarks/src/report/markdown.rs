@@ -116,9 +116,64 @@ impl Report {
                 },
             );
         }
+        if self.backend("xmpp-floor").is_some() {
+            self.floor_rows(&mut row);
+        }
         row("wall time (set-up included)", &|b| {
             format!("{:.1} s", b.wall_s)
         });
+    }
+
+    /// What the servers add and what our client stack costs, from
+    /// `xmpp-floor` (the same client stack on a minimal in-process XMPP
+    /// server): in a server's column that backend − xmpp-floor, in
+    /// xmpp-floor's column xmpp-floor − tcp-relay; the ratio beside.
+    fn floor_rows(&self, row: &mut dyn FnMut(&str, &dyn Fn(&BackendReport) -> String)) {
+        fn p50(l: &Res<Latency>) -> Option<f64> {
+            l.as_ref().ok().filter(|l| l.us.n > 0).map(|l| l.us.p50)
+        }
+        fn lat32(b: &BackendReport) -> Option<f64> {
+            p50(&b.latency_32)
+        }
+        fn lat128k(b: &BackendReport) -> Option<f64> {
+            p50(&b.latency_128k)
+        }
+        fn rate(b: &BackendReport) -> Option<f64> {
+            b.throughput
+                .as_ref()
+                .ok()
+                .map(|t| t.delivered_per_s)
+                .filter(|r| *r > 0.0)
+        }
+        // The backend each column is measured against.
+        let reference = |b: &BackendReport| match b.name.as_str() {
+            "xmpp-floor" => self.backend("tcp-relay"),
+            n if n.starts_with("xmpp-") => self.backend("xmpp-floor"),
+            _ => None,
+        };
+        let whom = "server (column − xmpp-floor); our client stack (xmpp-floor − tcp-relay)";
+        let latencies: [(&str, fn(&BackendReport) -> Option<f64>); 2] = [
+            ("1. latency 32 B p50", lat32),
+            ("2. latency 128000 B p50", lat128k),
+        ];
+        for (label, get) in latencies {
+            row(&format!("{label}, added by the {whom}"), &|b| {
+                match (get(b), reference(b).and_then(get)) {
+                    (Some(x), Some(r)) if r > 0.0 => {
+                        format!("{} ({:.1}×)", signed_dur(x - r), x / r)
+                    }
+                    _ => "-".into(),
+                }
+            });
+        }
+        row(
+            "3. throughput 1 KiB, delivered/s ÷ the same reference: server (column ÷ \
+             xmpp-floor); our client stack (xmpp-floor ÷ tcp-relay)",
+            &|b| match (rate(b), reference(b).and_then(rate)) {
+                (Some(x), Some(r)) => format!("{:.2}×", x / r),
+                _ => "-".into(),
+            },
+        );
     }
 
     /// Workload 10's rows: the transfer, then the small payloads beside
