@@ -108,9 +108,9 @@ use crate::wire::share::{SharedApp, SharedAppFrame};
 use crate::wire::update::{StatusUpdate, UpdateFrame};
 use crate::wire::upload::{Slot, UploadService};
 use actor::{Actor, Command, UploadRequest};
-pub use connector::{DisconnectCause, MAX_DEPTH, MAX_STANZA_BYTES};
 #[doc(hidden)]
 pub use connector::Guard;
+pub use connector::{DisconnectCause, MAX_DEPTH, MAX_STANZA_BYTES};
 use login::LoginError;
 use reconnect::{first_login, Reconnector};
 

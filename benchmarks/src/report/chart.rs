@@ -108,7 +108,7 @@ impl Report {
             }
 
             // Right: fan-out, time until all receivers have it (p50).
-            let series: Vec<(usize, String, Vec<(f64, f64)>)> = self
+            let series: Vec<Series> = self
                 .backends
                 .iter()
                 .enumerate()
@@ -168,3 +168,7 @@ impl Report {
         Ok(out)
     }
 }
+
+/// One backend's line of the fan-out panel: its index (for the colour), its
+/// name, and (receivers, p50 µs) points.
+type Series = (usize, String, Vec<(f64, f64)>);

@@ -128,7 +128,7 @@ impl Report {
     /// `xmpp-floor` (the same client stack on a minimal in-process XMPP
     /// server): in a server's column that backend − xmpp-floor, in
     /// xmpp-floor's column xmpp-floor − tcp-relay; the ratio beside.
-    fn floor_rows(&self, row: &mut dyn FnMut(&str, &dyn Fn(&BackendReport) -> String)) {
+    fn floor_rows(&self, row: &mut Row<'_>) {
         fn p50(l: &Res<Latency>) -> Option<f64> {
             l.as_ref().ok().filter(|l| l.us.n > 0).map(|l| l.us.p50)
         }
@@ -152,18 +152,19 @@ impl Report {
             _ => None,
         };
         let whom = "server (column − xmpp-floor); our client stack (xmpp-floor − tcp-relay)";
-        let latencies: [(&str, fn(&BackendReport) -> Option<f64>); 2] = [
+        let latencies: [(&str, Getter); 2] = [
             ("1. latency 32 B p50", lat32),
             ("2. latency 128000 B p50", lat128k),
         ];
         for (label, get) in latencies {
-            row(&format!("{label}, added by the {whom}"), &|b| {
-                match (get(b), reference(b).and_then(get)) {
-                    (Some(x), Some(r)) if r > 0.0 => {
-                        format!("{} ({:.1}×)", signed_dur(x - r), x / r)
-                    }
-                    _ => "-".into(),
+            row(&format!("{label}, added by the {whom}"), &|b| match (
+                get(b),
+                reference(b).and_then(get),
+            ) {
+                (Some(x), Some(r)) if r > 0.0 => {
+                    format!("{} ({:.1}×)", signed_dur(x - r), x / r)
                 }
+                _ => "-".into(),
             });
         }
         row(
@@ -684,3 +685,6 @@ fn latency_cell(r: &Res<Latency>, shown: impl Fn(&Latency) -> String) -> String 
 /// Writes one row of the backends table: its label, and how a backend's
 /// cell reads.
 type Row<'a> = dyn FnMut(&str, &dyn Fn(&BackendReport) -> String) + 'a;
+
+/// Reads one figure of a backend, if it has it.
+type Getter = fn(&BackendReport) -> Option<f64>;
