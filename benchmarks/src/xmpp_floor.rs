@@ -80,18 +80,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use parking_lot::Mutex as SyncMutex;
-use spec_tests::harness::{
-    Capabilities, Channel, Harness, HarnessError, JoinFailure, Member, Received, SendFailure,
-};
+use spec_tests::harness::{Capabilities, Harness, HarnessError, JoinFailure, Member};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use webxdc_realtime_xmpp::jid::{BareJid, Jid};
-use webxdc_realtime_xmpp::{Client, Config, Delivery, GroupChat, JoinError, SendError};
+use webxdc_realtime_xmpp::{Client, Config, GroupChat, JoinError};
 use xmpp_parsers::minidom::rxml::bytes::{Buf, Bytes, BytesMut};
 use xmpp_parsers::minidom::rxml::error::EndOrError;
 use xmpp_parsers::minidom::rxml::{NcName, Parse, RawEvent, RawParser};
@@ -1437,7 +1434,7 @@ impl Harness for XmppFloorHarness {
             .get(member)
             .ok_or_else(|| HarnessError(format!("no member {member} in chat {}", chat.0)))?;
         Ok(match group.join_realtime_channel(instance) {
-            Ok(inner) => Ok(XmppFloorChannel { inner }),
+            Ok(inner) => Ok(XmppFloorChannel::from(inner)),
             Err(JoinError::AlreadyJoined) => Err(JoinFailure::AlreadyJoined),
             Err(e) => Err(JoinFailure::Other(e.to_string())),
         })
@@ -1470,38 +1467,6 @@ impl Harness for XmppFloorHarness {
     }
 }
 
-/// A channel of the floor harness: the library's
-/// [`webxdc_realtime_xmpp::Channel`].
-pub struct XmppFloorChannel {
-    inner: webxdc_realtime_xmpp::Channel,
-}
-
-impl Channel for XmppFloorChannel {
-    async fn send(&mut self, data: &[u8]) -> Result<(), SendFailure> {
-        self.inner.send(data).await.map_err(|e| match e {
-            SendError::TooLarge { .. } => SendFailure::TooLarge,
-            SendError::Left => SendFailure::Left,
-            other => SendFailure::Other(other.to_string()),
-        })
-    }
-
-    async fn recv(&mut self, timeout: Duration) -> Received {
-        let item = tokio::time::timeout(timeout, async {
-            loop {
-                match self.inner.next().await {
-                    Some(Delivery::Payload(p)) => return Received::Payload(p.data),
-                    Some(Delivery::Lagged { dropped }) => return Received::Lagged(dropped),
-                    // Connection notices are not data.
-                    Some(_) => continue,
-                    None => return Received::Closed,
-                }
-            }
-        })
-        .await;
-        item.unwrap_or(Received::Timeout)
-    }
-
-    async fn leave(&mut self) {
-        self.inner.leave();
-    }
-}
+/// A channel of the floor harness: the XMPP backend's own channel type (the
+/// same library channel, the same mapping of its errors and deliveries).
+pub type XmppFloorChannel = spec_backends::xmpp::XmppChannel;
