@@ -33,10 +33,34 @@
 //! The scanner also recognises the server's stream error (RFC 6120 §4.9,
 //! `policy-violation` and others), which tokio-xmpp drops unreported, and
 //! records its condition the same way.
+//!
+//! # Our own echoes
+//!
+//! A room reflects every groupchat message to its sender, and the engine
+//! drops the reflection of our own payload as soon as it sees it. Parsing
+//! it first cost as much as receiving a peer's payload: tokio-xmpp builds
+//! the whole typed stanza (rxml's validation of every byte of the base64
+//! text, xso's builders), about a fifth of the client's CPU per payload on
+//! the benchmark's floor at 32 B and 0.3 ms at 128000 B. So the engine
+//! gives the ids of the client's group frames a prefix of the client's
+//! own, random per client ([`EchoSkip`]), and the guard, which sees each
+//! top-level start tag anyway, empties a `<message type='groupchat'>`
+//! whose `id` has that prefix: the start tag passes as it came, the
+//! content is dropped (still scanned, so every limit above holds) and a
+//! bare `</message>` ends it. The parser then reads an empty message from
+//! our occupant JID, which the engine ignores, and the stream counts it as
+//! the stanza it was (XEP-0198's `h` is unchanged).
+//!
+//! Only a message the room reflected with the id we gave it is emptied:
+//! a bounce of ours (`type='error'`, which keeps our id) is read in full,
+//! and a server that rewrites ids gets every echo parsed, as before. An
+//! occupant who copies our prefix into its own message ids can only make
+//! us drop that occupant's own messages.
 
 use std::borrow::Cow;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -151,7 +175,7 @@ fn header(jid: &Jid) -> StreamHeader<'_> {
 /// (features, `<proceed/>`) are read unguarded, as tokio-xmpp's STARTTLS
 /// negotiation needs the bare socket.
 #[derive(Debug, Clone)]
-pub(crate) struct StartTls(pub DnsConfig, pub Causes);
+pub(crate) struct StartTls(pub DnsConfig, pub Causes, pub EchoSkip);
 
 impl ServerConnector for StartTls {
     type Stream = BufStream<Guard<TlsStream<TcpStream>>>;
@@ -172,7 +196,7 @@ impl ServerConnector for StartTls {
         }
         let (tls, binding) =
             tokio_xmpp::connect::starttls::starttls(stream, jid.domain().as_str()).await?;
-        let guarded = BufStream::new(Guard::new(tls, self.1.clone()));
+        let guarded = BufStream::new(Guard::new(tls, self.1.clone(), Some(self.2.clone())));
         let pending = initiate_stream(guarded, ns, header(jid), timeouts).await?;
         Ok((pending, binding))
     }
@@ -180,7 +204,7 @@ impl ServerConnector for StartTls {
 
 /// No encryption; only ever built for loopback addresses.
 #[derive(Debug, Clone)]
-pub(crate) struct Plaintext(pub DnsConfig, pub Causes);
+pub(crate) struct Plaintext(pub DnsConfig, pub Causes, pub EchoSkip);
 
 impl ServerConnector for Plaintext {
     type Stream = BufStream<Guard<TcpStream>>;
@@ -191,7 +215,11 @@ impl ServerConnector for Plaintext {
         ns: &'static str,
         timeouts: Timeouts,
     ) -> Result<(PendingFeaturesRecv<Self::Stream>, ChannelBinding), Error> {
-        let stream = BufStream::new(Guard::new(tcp(&self.0).await?, self.1.clone()));
+        let stream = BufStream::new(Guard::new(
+            tcp(&self.0).await?,
+            self.1.clone(),
+            Some(self.2.clone()),
+        ));
         let pending = initiate_stream(stream, ns, header(jid), timeouts).await?;
         Ok((pending, ChannelBinding::None))
     }
@@ -211,22 +239,78 @@ pub struct Guard<S> {
     causes: Causes,
     /// Set once a limit was crossed: every later read fails the same way.
     tripped: Option<DisconnectCause>,
+    /// Bytes for the parser that did not fit where the last read put its
+    /// own (an emptied echo's `</message>` ending right at the start of a
+    /// read); handed out before anything is read again.
+    spill: Vec<u8>,
+    /// Where the echoes this guard emptied are counted.
+    echo: Option<EchoSkip>,
+    /// How many of `scanner`'s emptied echoes were added to `echo`'s count.
+    counted: u64,
 }
 
 impl<S> Guard<S> {
     /// A guard around `inner` that records the causes it finds nowhere
-    /// but in its own read errors.
+    /// but in its own read errors and empties no echo.
     pub fn standalone(inner: S) -> Self {
-        Self::new(inner, Causes::default())
+        Self::new(inner, Causes::default(), None)
     }
 
-    fn new(inner: S, causes: Causes) -> Self {
+    /// Like [`standalone`](Self::standalone), but emptying the echoes of
+    /// `echo`'s frames (see the module docs).
+    pub fn with_echo_skip(inner: S, echo: EchoSkip) -> Self {
+        Self::new(inner, Causes::default(), Some(echo))
+    }
+
+    fn new(inner: S, causes: Causes, echo: Option<EchoSkip>) -> Self {
         Guard {
             inner,
-            scanner: Scanner::default(),
+            scanner: Scanner {
+                echo_prefix: echo.as_ref().map(|e| e.prefix.clone()),
+                ..Scanner::default()
+            },
             causes,
             tripped: None,
+            spill: Vec::new(),
+            echo,
+            counted: 0,
         }
+    }
+}
+
+/// The id prefix of one client's group frames, and how many of their
+/// reflections its connections emptied unread (see the module docs).
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct EchoSkip {
+    prefix: Arc<[u8]>,
+    count: Arc<AtomicU64>,
+}
+
+impl EchoSkip {
+    /// A new random prefix: `rt-`, 16 hex digits, `-`. Ids are opaque to
+    /// servers and peers; only this client's guards read the prefix.
+    pub fn random() -> Self {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        Self::with_prefix(&format!("rt-{}-", &token[..16]))
+    }
+
+    /// A given prefix (for tests and the benchmark).
+    pub fn with_prefix(prefix: &str) -> Self {
+        EchoSkip {
+            prefix: prefix.as_bytes().into(),
+            count: Arc::default(),
+        }
+    }
+
+    /// The prefix, for [`EngineConfig::frame_id_prefix`](crate::EngineConfig::frame_id_prefix).
+    pub fn prefix(&self) -> String {
+        String::from_utf8_lossy(&self.prefix).into_owned()
+    }
+
+    /// How many echoes were emptied so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
     }
 }
 
@@ -240,33 +324,106 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guard<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if let Some(cause) = &self.tripped {
+        let this = &mut *self;
+        // Scanned already, and before whatever comes next.
+        if !this.spill.is_empty() {
+            let n = this.spill.len().min(buf.remaining());
+            buf.put_slice(&this.spill[..n]);
+            this.spill.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(cause) = &this.tripped {
             return Poll::Ready(Err(violation(cause)));
         }
         let before = buf.filled().len();
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {}
-            other => return other,
+        loop {
+            match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            if buf.filled().len() == before {
+                // The end of the stream.
+                return Poll::Ready(Ok(()));
+            }
+            let causes = &this.causes;
+            let mut kept = Kept {
+                len: 0,
+                spill: &mut this.spill,
+            };
+            let scanned = this
+                .scanner
+                .scan(&mut buf.filled_mut()[before..], &mut kept, |cause| {
+                    record(causes, cause)
+                });
+            let passed = before + kept.len;
+            if let Err(cause) = scanned {
+                record(&this.causes, cause.clone());
+                this.tripped = Some(cause);
+            }
+            if let Some(echo) = &this.echo {
+                let emptied = this.scanner.emptied - this.counted;
+                if emptied > 0 {
+                    echo.count.fetch_add(emptied, Ordering::Relaxed);
+                    this.counted = this.scanner.emptied;
+                }
+            }
+            // What came before the violation reaches the parser (it may
+            // end a stanza); the violation is the next read's error.
+            // Nothing of the offending bytes is ever passed on.
+            buf.set_filled(passed);
+            if passed == before && !this.spill.is_empty() {
+                let n = this.spill.len().min(buf.remaining());
+                buf.put_slice(&this.spill[..n]);
+                this.spill.drain(..n);
+            }
+            if buf.filled().len() > before {
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(cause) = &this.tripped {
+                return Poll::Ready(Err(violation(cause)));
+            }
+            // Everything read was an echo's content: an empty read would
+            // say the stream ended, so read on (the socket registers the
+            // wake-up if nothing more is there yet).
         }
-        let mut passed = buf.filled().len();
-        let causes = &this.causes;
-        let scanned = this
-            .scanner
-            .scan(&buf.filled()[before..], |cause| record(causes, cause));
-        if let Err((at, cause)) = scanned {
-            record(&this.causes, cause.clone());
-            this.tripped = Some(cause);
-            passed = before + at;
+    }
+}
+
+/// Where [`Scanner::scan`] puts the bytes it keeps of a chunk: moved to
+/// the chunk's front (`len` of them), and, once a byte it adds does not
+/// fit there, to `spill`, in order, from then on.
+struct Kept<'a> {
+    len: usize,
+    spill: &'a mut Vec<u8>,
+}
+
+impl Kept<'_> {
+    /// Keeps `buf[from..to]`, bytes of the chunk.
+    fn source(&mut self, buf: &mut [u8], from: usize, to: usize) {
+        if from >= to {
+            return;
         }
-        // What came before the violation reaches the parser (it may end a
-        // stanza); the violation is the next read's error. Nothing of the
-        // offending bytes is ever passed on.
-        buf.set_filled(passed);
-        match &this.tripped {
-            Some(cause) if passed == before => Poll::Ready(Err(violation(cause))),
-            _ => Poll::Ready(Ok(())),
+        if self.spill.is_empty() {
+            if self.len != from {
+                buf.copy_within(from..to, self.len);
+            }
+            self.len += to - from;
+        } else {
+            self.spill.extend_from_slice(&buf[from..to]);
         }
+    }
+
+    /// Adds `bytes` of its own; the chunk up to `room` was scanned, so
+    /// that much of it may be overwritten.
+    fn add(&mut self, buf: &mut [u8], bytes: &[u8], room: usize) {
+        let fit = if self.spill.is_empty() {
+            bytes.len().min(room.saturating_sub(self.len))
+        } else {
+            0
+        };
+        buf[self.len..self.len + fit].copy_from_slice(&bytes[..fit]);
+        self.len += fit;
+        self.spill.extend_from_slice(&bytes[fit..]);
     }
 }
 
@@ -334,9 +491,34 @@ struct Scanner {
     name: Vec<u8>,
     /// The stream error being read (from its `<`), while it is.
     stream_error: Option<Vec<u8>>,
+    /// Our frames' id prefix, if echoes are to be emptied.
+    echo_prefix: Option<Arc<[u8]>>,
+    /// The bytes of the top-level start tag being read (from its name),
+    /// while it may be an echo's: up to [`HEAD_KEPT`] of them.
+    head: Option<Vec<u8>>,
+    /// In an echo's content, which is dropped: `Began` just after its
+    /// start tag ended, `Ended` just after its end tag did.
+    echo: Echo,
+    /// How many echoes were emptied.
+    emptied: u64,
+}
+
+/// Where the scanner is with respect to an echo being emptied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Echo {
+    #[default]
+    None,
+    Began,
+    Inside,
+    Ended,
 }
 
 const NAME_KEPT: usize = 32;
+/// The longest start tag of a stanza that is still looked at as a
+/// possible echo; ours are under 300 bytes.
+const HEAD_KEPT: usize = 1024;
+/// What ends an emptied echo.
+const ECHO_END: &[u8] = b"</message>";
 const CDATA: &[u8] = b"[CDATA[";
 
 impl Scanner {
@@ -353,28 +535,73 @@ impl Scanner {
     /// instead of a state-machine step per byte.
     fn scan(
         &mut self,
-        bytes: &[u8],
+        bytes: &mut [u8],
+        kept: &mut Kept<'_>,
         mut stream_error: impl FnMut(DisconnectCause),
-    ) -> Result<(), (usize, DisconnectCause)> {
+    ) -> Result<(), DisconnectCause> {
         let mut at = 0;
-        while at < bytes.len() {
-            at += self.skip(&bytes[at..]).map_err(|n| {
-                let cause = DisconnectCause::StanzaTooLarge {
-                    limit: MAX_STANZA_BYTES,
-                };
-                (at + n, cause)
-            })?;
-            let Some(&b) = bytes.get(at) else {
-                break;
+        // Where the run of bytes to keep began, unless in an echo.
+        let mut run = (self.echo != Echo::Inside).then_some(0);
+        let result = loop {
+            if at >= bytes.len() {
+                break Ok(());
+            }
+            let n = match self.skip(&bytes[at..]) {
+                Ok(n) => n,
+                Err(n) => {
+                    at += n;
+                    break Err(DisconnectCause::StanzaTooLarge {
+                        limit: MAX_STANZA_BYTES,
+                    });
+                }
             };
+            if n > 0 {
+                self.keep_head(&bytes[at..at + n]);
+            }
+            at += n;
+            let Some(&b) = bytes.get(at) else {
+                break Ok(());
+            };
+            self.keep_head(&[b]);
             match self.feed(b) {
                 Scan::Fine => {}
                 Scan::StreamError(cause) => stream_error(cause),
-                Scan::Violation(cause) => return Err((at, cause)),
+                Scan::Violation(cause) => break Err(cause),
             }
             at += 1;
+            match self.echo {
+                Echo::Began => {
+                    // The start tag (up to its `>`) is kept.
+                    if let Some(from) = run.take() {
+                        kept.source(bytes, from, at);
+                    }
+                    self.echo = Echo::Inside;
+                }
+                Echo::Ended => {
+                    kept.add(bytes, ECHO_END, at);
+                    run = Some(at);
+                    self.echo = Echo::None;
+                }
+                Echo::None | Echo::Inside => {}
+            }
+        };
+        // Up to the end, or to the byte that crossed a limit.
+        if let Some(from) = run {
+            kept.source(bytes, from, at.min(bytes.len()));
         }
-        Ok(())
+        result
+    }
+
+    /// Adds `bytes`, the next ones of a top-level start tag, to the ones
+    /// kept to tell whether it is an echo's.
+    fn keep_head(&mut self, bytes: &[u8]) {
+        if let Some(head) = &mut self.head {
+            if head.len() + bytes.len() > HEAD_KEPT {
+                self.head = None;
+            } else {
+                head.extend_from_slice(bytes);
+            }
+        }
     }
 
     /// How many bytes at the start of `rest` leave the lexical state as it
@@ -459,6 +686,12 @@ impl Scanner {
                         // A top-level element starts: it is the stream
                         // error's first byte too.
                         self.stream_error = None;
+                        if self.echo_prefix.is_some() {
+                            // `scan` adds the rest.
+                            let mut head = Vec::with_capacity(256);
+                            head.push(b);
+                            self.head = Some(head);
+                        }
                     }
                     self.lex = Lex::StartTag { slash: false };
                 }
@@ -491,6 +724,9 @@ impl Scanner {
                 if b == b'>' {
                     self.lex = Lex::Text;
                     self.depth = self.depth.saturating_sub(1);
+                    if self.depth <= 1 && self.echo == Echo::Inside {
+                        self.echo = Echo::Ended;
+                    }
                     if self.depth <= 1 {
                         self.unit = 0;
                         if self.depth == 1 {
@@ -541,6 +777,15 @@ impl Scanner {
 
     fn start_tag_ends(&mut self, self_closing: bool) -> Scan {
         self.lex = Lex::Text;
+        let head = self.head.take();
+        if let (Some(head), Some(prefix), false, 1) =
+            (head, &self.echo_prefix, self_closing, self.depth)
+        {
+            if is_own_echo(&head, prefix) {
+                self.echo = Echo::Began;
+                self.emptied += 1;
+            }
+        }
         let name = self.name.strip_suffix(b" ").unwrap_or(&self.name);
         let local = name.rsplit(|&c| c == b':').next().unwrap_or(name);
         let top_level = self.depth <= 1;
@@ -574,6 +819,42 @@ impl Scanner {
         }
         Scan::Fine
     }
+}
+
+/// Whether `head`, a top-level start tag from its name to its `>`, is a
+/// groupchat message whose id has our `prefix`. Anything this does not
+/// read plainly (a prefixed name, an unquoted value) is not an echo: it is
+/// then parsed in full, which is never wrong.
+fn is_own_echo(head: &[u8], prefix: &[u8]) -> bool {
+    let Some(mut rest) = head.strip_prefix(b"message") else {
+        return false;
+    };
+    if !rest.first().is_some_and(u8::is_ascii_whitespace) {
+        return false;
+    }
+    let (mut groupchat, mut ours) = (false, false);
+    loop {
+        rest = rest.trim_ascii_start();
+        let Some(eq) = rest.iter().position(|&c| c == b'=') else {
+            break;
+        };
+        let name = rest[..eq].trim_ascii();
+        let value = rest[eq + 1..].trim_ascii_start();
+        let Some(&quote) = value.first().filter(|&&q| q == b'\'' || q == b'"') else {
+            return false;
+        };
+        let Some(len) = value[1..].iter().position(|&c| c == quote) else {
+            return false;
+        };
+        let v = &value[1..1 + len];
+        match name {
+            b"type" => groupchat = v == b"groupchat",
+            b"id" => ours = v.len() > prefix.len() && v.starts_with(prefix),
+            _ => {}
+        }
+        rest = &value[len + 2..];
+    }
+    groupchat && ours
 }
 
 /// The condition and text of a stream error (`<stream:error>` with its
@@ -647,9 +928,21 @@ mod tests {
         let mut seen = Vec::new();
         for (i, piece) in xml.chunks(chunk).enumerate() {
             let mut errors = Vec::new();
-            let r = s.scan(piece, |c| errors.push((None, Scan::StreamError(c))));
+            let mut piece = piece.to_vec();
+            let mut spill = Vec::new();
+            let mut kept = Kept {
+                len: 0,
+                spill: &mut spill,
+            };
+            let r = s.scan(&mut piece, &mut kept, |c| {
+                errors.push((None, Scan::StreamError(c)))
+            });
+            // Without echoes everything before a violation is kept, in place.
+            assert_eq!(kept.len, piece.len().min(kept.len));
+            let at = kept.len;
+            assert!(spill.is_empty());
             seen.extend(errors);
-            if let Err((at, cause)) = r {
+            if let Err(cause) = r {
                 seen.push((Some(i * chunk + at), Scan::Violation(cause)));
                 break;
             }
@@ -747,5 +1040,155 @@ mod tests {
         let stanza_error =
             format!("{HEADER}<iq type='error'><error type='cancel'><conflict/></error></iq>");
         assert_eq!(scan(stanza_error.as_bytes()), []);
+    }
+
+    /// The bytes the parser gets from `xml` read in pieces of `chunk`
+    /// bytes by a scanner that empties the echoes of `rt-abc-` ids, and
+    /// how many it emptied.
+    fn filtered(xml: &[u8], chunk: usize) -> (Vec<u8>, u64) {
+        let mut s = Scanner {
+            echo_prefix: Some(b"rt-abc-"[..].into()),
+            ..Scanner::default()
+        };
+        let mut out = Vec::new();
+        let mut spill = Vec::new();
+        for piece in xml.chunks(chunk) {
+            let mut piece = piece.to_vec();
+            let mut kept = Kept {
+                len: 0,
+                spill: &mut spill,
+            };
+            let r = s.scan(&mut piece, &mut kept, |_| {});
+            let len = kept.len;
+            out.extend_from_slice(&piece[..len]);
+            out.append(&mut spill);
+            if r.is_err() {
+                break;
+            }
+        }
+        (out, s.emptied)
+    }
+
+    const ECHO: &str = "<message from='r@muc.x/me' to='me@x/phone' type='groupchat' \
+        id='rt-abc-1'><thread>t</thread><no-store xmlns='urn:xmpp:hints'/>\
+        <x xmlns='urn:xmpp:webxdc:0'><data>QUJD</data></x></message>";
+
+    #[test]
+    fn our_echoes_are_emptied_and_nothing_else() {
+        let peer = "<message from='r@muc.x/peer' to='me@x/phone' type='groupchat' \
+            id='rt-xyz-1'><x xmlns='urn:xmpp:webxdc:0'><data>QUJD</data></x></message>";
+        // Double quotes, attributes in another order, an end tag with
+        // whitespace, nested elements of the same name.
+        let echo2 = "<message id=\"rt-abc-2\"\ttype = \"groupchat\" from=\"r@muc.x/me\">\
+            <x><message>inner</message><![CDATA[</message>]]></x></message >";
+        // Ours, but a bounce (it says why), a 1:1 message, a prefix alone,
+        // a prefixed element name: all read in full.
+        let kept = [
+            "<message from='r@muc.x' type='error' id='rt-abc-3'><error type='modify'>\
+             <not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
+            "<message type='chat' id='rt-abc-4'><body>hi</body></message>",
+            "<message type='groupchat' id='rt-abc-'><body>hi</body></message>",
+            "<client:message type='groupchat' id='rt-abc-5'><body/></client:message>",
+            "<message type='groupchat' id='rt-abc-6'/>",
+            "<iq type='groupchat' id='rt-abc-7'><x/></iq>",
+        ];
+        let xml = format!(
+            "{HEADER}{ECHO} {peer}{echo2}{}</stream:stream>",
+            kept.concat()
+        );
+        let expected = format!(
+            "{HEADER}<message from='r@muc.x/me' to='me@x/phone' type='groupchat' \
+             id='rt-abc-1'></message> {peer}<message id=\"rt-abc-2\"\ttype = \"groupchat\" \
+             from=\"r@muc.x/me\"></message>{}</stream:stream>",
+            kept.concat()
+        );
+        for chunk in [1, 2, 3, 7, 10, 64, 4096] {
+            let (out, emptied) = filtered(xml.as_bytes(), chunk);
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                expected,
+                "in pieces of {chunk}"
+            );
+            assert_eq!(emptied, 2, "in pieces of {chunk}");
+        }
+    }
+
+    #[test]
+    fn an_emptied_echo_is_still_held_to_the_limits() {
+        let big = format!(
+            "{HEADER}<message type='groupchat' id='rt-abc-1'><x>{}</x></message>",
+            "A".repeat(MAX_STANZA_BYTES)
+        );
+        let mut s = Scanner {
+            echo_prefix: Some(b"rt-abc-"[..].into()),
+            ..Scanner::default()
+        };
+        let mut bytes = big.into_bytes();
+        let mut spill = Vec::new();
+        let mut kept = Kept {
+            len: 0,
+            spill: &mut spill,
+        };
+        assert_eq!(
+            s.scan(&mut bytes, &mut kept, |_| {}),
+            Err(DisconnectCause::StanzaTooLarge {
+                limit: MAX_STANZA_BYTES
+            })
+        );
+        let deep = format!(
+            "{HEADER}<message type='groupchat' id='rt-abc-1'>{}",
+            "<a>".repeat(100)
+        );
+        let (_, emptied) = filtered(deep.as_bytes(), 5);
+        assert_eq!(emptied, 1);
+        let mut s = Scanner {
+            echo_prefix: Some(b"rt-abc-"[..].into()),
+            ..Scanner::default()
+        };
+        let mut bytes = deep.into_bytes();
+        let mut kept = Kept {
+            len: 0,
+            spill: &mut spill,
+        };
+        assert_eq!(
+            s.scan(&mut bytes, &mut kept, |_| {}),
+            Err(DisconnectCause::NestedTooDeep { limit: MAX_DEPTH })
+        );
+    }
+
+    /// The guard over a pipe whose reads the test cuts: a read that is all
+    /// echo content is not taken for the end of the stream, and an
+    /// `</message>` that does not fit where the read put its bytes comes
+    /// with the next read.
+    #[tokio::test]
+    async fn the_guard_reads_on_past_an_echo_and_hands_out_what_it_added() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let xml = format!("{HEADER}{ECHO}<r xmlns='urn:xmpp:sm:3'/>");
+        let (mut tx, rx) = tokio::io::duplex(16);
+        let echo = EchoSkip::with_prefix("rt-abc-");
+        let mut guard = Guard::with_echo_skip(rx, echo.clone());
+        let writer = tokio::spawn(async move {
+            for piece in xml.as_bytes().chunks(5) {
+                tx.write_all(piece).await.expect("written");
+            }
+        });
+        let mut out = Vec::new();
+        let mut buf = [0u8; 3];
+        loop {
+            let n = guard.read(&mut buf).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        writer.await.expect("writer");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            format!(
+                "{HEADER}<message from='r@muc.x/me' to='me@x/phone' type='groupchat' \
+                 id='rt-abc-1'></message><r xmlns='urn:xmpp:sm:3'/>"
+            )
+        );
+        assert_eq!(echo.count(), 1);
     }
 }

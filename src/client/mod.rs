@@ -33,6 +33,16 @@
 //! each other busy channel, not behind a whole file that another channel
 //! queued in 126000-byte chunks.
 //!
+//! # Our own echoes
+//!
+//! A room reflects each groupchat message to its sender. The client gives
+//! the ids of its group frames a random prefix of its own
+//! ([`EngineConfig::frame_id_prefix`](crate::EngineConfig::frame_id_prefix)),
+//! and its connection drops the content of a reflected frame that carries
+//! it before tokio-xmpp parses it (`connector.rs`): the sender no longer
+//! pays a whole receive for a copy it throws away.
+//! [`Client::echoes_skipped`] counts them.
+//!
 //! # Files
 //!
 //! * `mod.rs`: the configuration and the handles.
@@ -108,9 +118,9 @@ use crate::wire::share::{SharedApp, SharedAppFrame};
 use crate::wire::update::{StatusUpdate, UpdateFrame};
 use crate::wire::upload::{Slot, UploadService};
 use actor::{Actor, Command, UploadRequest};
-#[doc(hidden)]
-pub use connector::Guard;
 pub use connector::{DisconnectCause, MAX_DEPTH, MAX_STANZA_BYTES};
+#[doc(hidden)]
+pub use connector::{EchoSkip, Guard};
 use login::LoginError;
 use reconnect::{first_login, Reconnector};
 
@@ -335,6 +345,9 @@ pub(crate) struct Shared {
     /// Why the last connection was dropped, when its guard knows (see
     /// `connector.rs`); reported when the stream says it is suspended.
     causes: connector::Causes,
+    /// Our frames' id prefix, and the count of their echoes the guards
+    /// dropped unread.
+    echo: connector::EchoSkip,
 }
 
 impl Shared {
@@ -380,14 +393,29 @@ impl Client {
             ));
         }
         let causes = connector::Causes::default();
+        let echo = connector::EchoSkip::random();
+        let mut config = config;
+        config.engine.frame_id_prefix = echo.prefix();
         match config.transport.clone() {
             Transport::StartTls(None) => {
                 let dns = DnsConfig::srv_default_client(config.jid.domain().as_str());
-                Self::connect_with(connector::StartTls(dns, causes.clone()), config, causes).await
+                Self::connect_with(
+                    connector::StartTls(dns, causes.clone(), echo.clone()),
+                    config,
+                    causes,
+                    echo,
+                )
+                .await
             }
             Transport::StartTls(Some((host, port))) => {
                 let dns = DnsConfig::no_srv(&host, port);
-                Self::connect_with(connector::StartTls(dns, causes.clone()), config, causes).await
+                Self::connect_with(
+                    connector::StartTls(dns, causes.clone(), echo.clone()),
+                    config,
+                    causes,
+                    echo,
+                )
+                .await
             }
             Transport::PlaintextLoopback(addr) => {
                 if !addr.ip().is_loopback() {
@@ -397,7 +425,13 @@ impl Client {
                 }
                 tracing::warn!(%addr, "unencrypted XMPP connection (loopback test mode)");
                 let dns = DnsConfig::addr(&addr.to_string());
-                Self::connect_with(connector::Plaintext(dns, causes.clone()), config, causes).await
+                Self::connect_with(
+                    connector::Plaintext(dns, causes.clone(), echo.clone()),
+                    config,
+                    causes,
+                    echo,
+                )
+                .await
             }
         }
     }
@@ -406,6 +440,7 @@ impl Client {
         connector: C,
         config: Config,
         causes: connector::Causes,
+        echo: connector::EchoSkip,
     ) -> Result<Client, ConnectError> {
         let deadline = tokio::time::Instant::now() + config.connect_timeout;
         let identity: Jid = match &config.resource {
@@ -475,6 +510,7 @@ impl Client {
             closed,
             session_up,
             causes,
+            echo,
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(QUEUE_DEPTH);
         let (shutdown_tx, shutdown_rx) = mpsc::channel(4);
@@ -513,6 +549,15 @@ impl Client {
                 join_timeout: config.join_timeout,
             }),
         })
+    }
+
+    /// How many of the rooms' reflections of this client's own payloads
+    /// were dropped before they were parsed (see the [module docs](self):
+    /// the room must keep our message ids, as Prosody and ejabberd do;
+    /// where it does not, every echo is parsed and dropped by the engine,
+    /// and this stays 0). Delivery is the same either way.
+    pub fn echoes_skipped(&self) -> u64 {
+        self.inner.shared.echo.count()
     }
 
     /// The full JID the server bound this session to (the resource may

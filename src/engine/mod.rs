@@ -125,6 +125,11 @@ pub struct EngineConfig {
     /// How many of our own recent stanza ids are remembered to recognise
     /// the room's reflection of our frames (besides our occupant nick).
     pub echo_memory: usize,
+    /// Put before the id of every group frame we send (empty: none). The
+    /// library's client sets a random one of its own, which lets it drop
+    /// the room's reflection of our frames before they are parsed (see
+    /// `client::Guard`); an embedder with its own stream can do the same.
+    pub frame_id_prefix: String,
 }
 
 impl Default for EngineConfig {
@@ -132,6 +137,7 @@ impl Default for EngineConfig {
         EngineConfig {
             queue: QueueLimits::default(),
             echo_memory: 4096,
+            frame_id_prefix: String::new(),
         }
     }
 }
@@ -777,7 +783,10 @@ impl Engine {
         let Some(entry) = self.channels.get(&id) else {
             return Err(SendError::Left);
         };
-        let stanza_id = (self.stanza_ids)();
+        let mut stanza_id = (self.stanza_ids)();
+        if matches!(entry.chat, Chat::Group(_)) && !self.config.frame_id_prefix.is_empty() {
+            stanza_id.insert_str(0, &self.config.frame_id_prefix);
+        }
         let msg = wire::encode(
             entry.chat.jid(),
             entry.chat.kind(),
