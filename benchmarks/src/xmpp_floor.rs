@@ -1328,6 +1328,12 @@ impl XmppFloorHarness {
         Ok(addr)
     }
 
+    /// The echoes of their own payloads that the clients dropped unread
+    /// (`Client::echoes_skipped`), all together.
+    pub fn echoes_skipped(&self) -> u64 {
+        self.devices.iter().map(|d| d.client.echoes_skipped()).sum()
+    }
+
     /// Closes every client (each bounded by a few seconds), then stops
     /// the server.
     pub async fn shutdown(mut self) {
