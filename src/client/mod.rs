@@ -397,18 +397,11 @@ impl Client {
         let mut config = config;
         config.engine.frame_id_prefix = echo.prefix();
         match config.transport.clone() {
-            Transport::StartTls(None) => {
-                let dns = DnsConfig::srv_default_client(config.jid.domain().as_str());
-                Self::connect_with(
-                    connector::StartTls(dns, causes.clone(), echo.clone()),
-                    config,
-                    causes,
-                    echo,
-                )
-                .await
-            }
-            Transport::StartTls(Some((host, port))) => {
-                let dns = DnsConfig::no_srv(&host, port);
+            Transport::StartTls(server) => {
+                let dns = match server {
+                    None => DnsConfig::srv_default_client(config.jid.domain().as_str()),
+                    Some((host, port)) => DnsConfig::no_srv(&host, port),
+                };
                 Self::connect_with(
                     connector::StartTls(dns, causes.clone(), echo.clone()),
                     config,
