@@ -12,7 +12,7 @@ mod common;
 
 use common::*;
 use webxdc_realtime_xmpp::{Client, Config, MAX_PAYLOAD};
-use xmpp_test_server::{Options, TestServer};
+use xmpp_test_server::TestServer;
 
 async fn echoes_are_skipped_and_every_payload_arrives(server: TestServer) {
     let r = room(&server, "echoes");
@@ -80,7 +80,5 @@ async fn prosody_echoes_are_skipped() {
 
 #[tokio::test]
 async fn ejabberd_echoes_are_skipped() {
-    init_tracing();
-    let server = TestServer::start(Options::ejabberd()).expect("start ejabberd");
-    echoes_are_skipped_and_every_payload_arrives(server).await;
+    echoes_are_skipped_and_every_payload_arrives(ejabberd()).await;
 }

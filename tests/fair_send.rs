@@ -11,7 +11,7 @@ mod common;
 
 use common::*;
 use webxdc_realtime_xmpp::{Channel, Client, Delivery};
-use xmpp_test_server::{Options, TestServer};
+use xmpp_test_server::TestServer;
 
 /// What apps built on `@webxdc/realtime` send files in.
 const CHUNK: usize = 126_000;
@@ -151,9 +151,7 @@ async fn prosody_small_payload_overtakes_queued_bulk() {
 
 #[tokio::test]
 async fn ejabberd_small_payload_overtakes_queued_bulk() {
-    init_tracing();
-    let server = TestServer::start(Options::ejabberd()).expect("start ejabberd");
-    small_overtakes_queued_bulk(server).await;
+    small_overtakes_queued_bulk(ejabberd()).await;
 }
 
 #[tokio::test]

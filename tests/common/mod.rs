@@ -33,6 +33,11 @@ pub fn prosody() -> TestServer {
     TestServer::start(Options::prosody()).expect("start prosody")
 }
 
+pub fn ejabberd() -> TestServer {
+    init_tracing();
+    TestServer::start(Options::ejabberd()).expect("start ejabberd")
+}
+
 pub fn config(server: &TestServer, name: &str) -> Config {
     let (jid, password) = server.account(name).expect("create account");
     Config::new(jid.parse().expect("account jid"), password)
