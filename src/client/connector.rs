@@ -243,10 +243,6 @@ pub struct Guard<S> {
     /// own (an emptied echo's `</message>` ending right at the start of a
     /// read); handed out before anything is read again.
     spill: Vec<u8>,
-    /// Where the echoes this guard emptied are counted.
-    echo: Option<EchoSkip>,
-    /// How many of `scanner`'s emptied echoes were added to `echo`'s count.
-    counted: u64,
 }
 
 impl<S> Guard<S> {
@@ -266,14 +262,12 @@ impl<S> Guard<S> {
         Guard {
             inner,
             scanner: Scanner {
-                echo_prefix: echo.as_ref().map(|e| e.prefix.clone()),
+                echo_skip: echo,
                 ..Scanner::default()
             },
             causes,
             tripped: None,
             spill: Vec::new(),
-            echo,
-            counted: 0,
         }
     }
 }
@@ -326,10 +320,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guard<S> {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         // Scanned already, and before whatever comes next.
-        if !this.spill.is_empty() {
-            let n = this.spill.len().min(buf.remaining());
-            buf.put_slice(&this.spill[..n]);
-            this.spill.drain(..n);
+        if hand_out(&mut this.spill, buf) {
             return Poll::Ready(Ok(()));
         }
         if let Some(cause) = &this.tripped {
@@ -360,21 +351,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guard<S> {
                 record(&this.causes, cause.clone());
                 this.tripped = Some(cause);
             }
-            if let Some(echo) = &this.echo {
-                let emptied = this.scanner.emptied - this.counted;
-                if emptied > 0 {
-                    echo.count.fetch_add(emptied, Ordering::Relaxed);
-                    this.counted = this.scanner.emptied;
-                }
-            }
             // What came before the violation reaches the parser (it may
             // end a stanza); the violation is the next read's error.
             // Nothing of the offending bytes is ever passed on.
             buf.set_filled(passed);
-            if passed == before && !this.spill.is_empty() {
-                let n = this.spill.len().min(buf.remaining());
-                buf.put_slice(&this.spill[..n]);
-                this.spill.drain(..n);
+            if passed == before {
+                hand_out(&mut this.spill, buf);
             }
             if buf.filled().len() > before {
                 return Poll::Ready(Ok(()));
@@ -387,6 +369,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guard<S> {
             // wake-up if nothing more is there yet).
         }
     }
+}
+
+/// Moves what fits of `spill` into `buf`; whether there was any.
+fn hand_out(spill: &mut Vec<u8>, buf: &mut ReadBuf<'_>) -> bool {
+    if spill.is_empty() {
+        return false;
+    }
+    let n = spill.len().min(buf.remaining());
+    buf.put_slice(&spill[..n]);
+    spill.drain(..n);
+    true
 }
 
 /// Where [`Scanner::scan`] puts the bytes it keeps of a chunk: moved to
@@ -491,16 +484,15 @@ struct Scanner {
     name: Vec<u8>,
     /// The stream error being read (from its `<`), while it is.
     stream_error: Option<Vec<u8>>,
-    /// Our frames' id prefix, if echoes are to be emptied.
-    echo_prefix: Option<Arc<[u8]>>,
+    /// Our frames' id prefix and the count of emptied echoes, if echoes
+    /// are to be emptied.
+    echo_skip: Option<EchoSkip>,
     /// The bytes of the top-level start tag being read (from its name),
     /// while it may be an echo's: up to [`HEAD_KEPT`] of them.
     head: Option<Vec<u8>>,
     /// In an echo's content, which is dropped: `Began` just after its
     /// start tag ended, `Ended` just after its end tag did.
     echo: Echo,
-    /// How many echoes were emptied.
-    emptied: u64,
 }
 
 /// Where the scanner is with respect to an echo being emptied.
@@ -686,7 +678,7 @@ impl Scanner {
                         // A top-level element starts: it is the stream
                         // error's first byte too.
                         self.stream_error = None;
-                        if self.echo_prefix.is_some() {
+                        if self.echo_skip.is_some() {
                             // `scan` adds the rest.
                             let mut head = Vec::with_capacity(256);
                             head.push(b);
@@ -778,12 +770,12 @@ impl Scanner {
     fn start_tag_ends(&mut self, self_closing: bool) -> Scan {
         self.lex = Lex::Text;
         let head = self.head.take();
-        if let (Some(head), Some(prefix), false, 1) =
-            (head, &self.echo_prefix, self_closing, self.depth)
+        if let (Some(head), Some(skip), false, 1) =
+            (head, &self.echo_skip, self_closing, self.depth)
         {
-            if is_own_echo(&head, prefix) {
+            if is_own_echo(&head, &skip.prefix) {
                 self.echo = Echo::Began;
-                self.emptied += 1;
+                skip.count.fetch_add(1, Ordering::Relaxed);
             }
         }
         let name = self.name.strip_suffix(b" ").unwrap_or(&self.name);
@@ -1047,7 +1039,7 @@ mod tests {
     /// how many it emptied.
     fn filtered(xml: &[u8], chunk: usize) -> (Vec<u8>, u64) {
         let mut s = Scanner {
-            echo_prefix: Some(b"rt-abc-"[..].into()),
+            echo_skip: Some(EchoSkip::with_prefix("rt-abc-")),
             ..Scanner::default()
         };
         let mut out = Vec::new();
@@ -1066,7 +1058,7 @@ mod tests {
                 break;
             }
         }
-        (out, s.emptied)
+        (out, s.echo_skip.as_ref().map_or(0, EchoSkip::count))
     }
 
     const ECHO: &str = "<message from='r@muc.x/me' to='me@x/phone' type='groupchat' \
@@ -1120,7 +1112,7 @@ mod tests {
             "A".repeat(MAX_STANZA_BYTES)
         );
         let mut s = Scanner {
-            echo_prefix: Some(b"rt-abc-"[..].into()),
+            echo_skip: Some(EchoSkip::with_prefix("rt-abc-")),
             ..Scanner::default()
         };
         let mut bytes = big.into_bytes();
@@ -1142,7 +1134,7 @@ mod tests {
         let (_, emptied) = filtered(deep.as_bytes(), 5);
         assert_eq!(emptied, 1);
         let mut s = Scanner {
-            echo_prefix: Some(b"rt-abc-"[..].into()),
+            echo_skip: Some(EchoSkip::with_prefix("rt-abc-")),
             ..Scanner::default()
         };
         let mut bytes = deep.into_bytes();
