@@ -386,7 +386,7 @@ impl Client {
     /// connect timeout: [`ConnectError::Auth`] at once for refused
     /// credentials, [`ConnectError::Unreachable`] when the server cannot be
     /// reached (connection errors are retried until the timeout).
-    pub async fn connect(config: Config) -> Result<Client, ConnectError> {
+    pub async fn connect(mut config: Config) -> Result<Client, ConnectError> {
         if config.jid.node().is_none() {
             return Err(ConnectError::Config(
                 "the JID needs a local part (user@domain)".into(),
@@ -394,7 +394,6 @@ impl Client {
         }
         let causes = connector::Causes::default();
         let echo = connector::EchoSkip::random();
-        let mut config = config;
         config.engine.frame_id_prefix = echo.prefix();
         match config.transport.clone() {
             Transport::StartTls(server) => {
